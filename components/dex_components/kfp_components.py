@@ -1,0 +1,309 @@
+"""The KFP v2 components. Each is a thin ``@dsl.component`` that turns artifacts into
+paths and calls the step logic in :mod:`dex_components.steps`.
+
+KFP ships each function's *source* to the executor, so every import sits inside the body
+and this module must not use ``from __future__ import annotations`` (KFP reads the real
+annotations). The component image already holds DEX and KFP, hence
+``install_kfp_package=False``: no pip install at task start, here or in a cluster.
+Multi-value outputs use inline ``NamedTuple`` return types, the form KFP documents; mypy
+cannot type those, hence the targeted ignores.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Output
+
+from dex_components import COMPONENT_IMAGE
+
+component = dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+
+
+@component
+def validate_data(
+    entity_source: str,
+    entity_key: str,
+    timestamp_column: str,
+    label: str,
+    label_values_json: str,
+    ranges_json: str,
+    entities: Output[Dataset],
+    quality_report: Output[Markdown],
+) -> None:
+    """Schema and quality checks; fails naming every broken column and rule."""
+    import json
+
+    from dex_components import steps
+
+    steps.validate_data(
+        entity_source=entity_source,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        label_values=json.loads(label_values_json) if label_values_json else None,
+        ranges=json.loads(ranges_json) if ranges_json else None,
+        entities_path=entities.path,
+        report_path=quality_report.path,
+    )
+
+
+@component
+def build_training_set(
+    entities: Input[Dataset],
+    feature_repo: str,
+    feature_service: str,
+    entity_key: str,
+    timestamp_column: str,
+    label: str,
+    max_missing_fraction: float,
+    training_set: Output[Dataset],
+    reconciliation: Output[Metrics],
+) -> NamedTuple("Outputs", [("feature_refs_json", str), ("feature_columns_json", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+    """Point-in-time features from a Feast feature service, reconciled against the entities."""
+    import json
+    from collections import namedtuple
+
+    from dex_components import steps
+
+    refs, columns, counts = steps.build_training_set(
+        entities_path=entities.path,
+        feature_repo=feature_repo,
+        feature_service=feature_service,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        max_missing_fraction=max_missing_fraction,
+        output_path=training_set.path,
+    )
+    for name, value in counts.items():
+        reconciliation.log_metric(name, value)
+    outputs = namedtuple("Outputs", ["feature_refs_json", "feature_columns_json"])  # noqa: PYI024
+    return outputs(json.dumps(refs), json.dumps(columns))
+
+
+@component
+def time_split(
+    training_set: Input[Dataset],
+    timestamp_column: str,
+    test_fraction: float,
+    train: Output[Dataset],
+    test: Output[Dataset],
+) -> None:
+    """Newest rows become the holdout."""
+    from dex_components import steps
+
+    steps.split(
+        input_path=training_set.path,
+        timestamp_column=timestamp_column,
+        test_fraction=test_fraction,
+        train_path=train.path,
+        test_path=test.path,
+    )
+
+
+@component
+def tune(
+    train: Input[Dataset],
+    feature_columns_json: str,
+    label: str,
+    timestamp_column: str,
+    n_trials: int,
+    timeout_s: float,
+    experiment: str,
+    seed: int,
+) -> NamedTuple("Outputs", [("best_params_json", str), ("parent_run_id", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+    """Optuna study; each trial an MLflow nested run."""
+    import json
+    from collections import namedtuple
+
+    from dex_components import steps
+
+    params, parent_run_id = steps.tune(
+        train_path=train.path,
+        feature_columns=json.loads(feature_columns_json),
+        label=label,
+        timestamp_column=timestamp_column,
+        n_trials=n_trials,
+        timeout_s=timeout_s,
+        experiment=experiment,
+        seed=seed,
+    )
+    outputs = namedtuple("Outputs", ["best_params_json", "parent_run_id"])  # noqa: PYI024
+    return outputs(json.dumps(params), parent_run_id)
+
+
+@component
+def train_model(
+    train: Input[Dataset],
+    best_params_json: str,
+    parent_run_id: str,
+    feature_service: str,
+    feature_refs_json: str,
+    feature_columns_json: str,
+    entity_key: str,
+    label: str,
+    timestamp_column: str,
+    experiment: str,
+    seed: int,
+) -> NamedTuple("Outputs", [("run_id", str), ("model_uri", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+    """Fit the final model; log it with signature, example, pinned requirements, contract."""
+    import json
+    from collections import namedtuple
+
+    from dex.contract import FeatureContract
+    from dex_components import steps
+
+    contract = FeatureContract(
+        feature_service=feature_service,
+        feature_refs=json.loads(feature_refs_json),
+        feature_columns=json.loads(feature_columns_json),
+        entity_key=entity_key,
+        label=label,
+        timestamp_column=timestamp_column,
+    )
+    run_id, model_uri = steps.train(
+        train_path=train.path,
+        params=json.loads(best_params_json),
+        parent_run_id=parent_run_id,
+        contract=contract,
+        experiment=experiment,
+        seed=seed,
+    )
+    outputs = namedtuple("Outputs", ["run_id", "model_uri"])  # noqa: PYI024
+    return outputs(run_id, model_uri)
+
+
+@component
+def evaluate_model(
+    model_uri: str,
+    run_id: str,
+    train: Input[Dataset],
+    test: Input[Dataset],
+    feature_columns_json: str,
+    label: str,
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+    drift_report: Output[HTML],
+) -> NamedTuple("Outputs", [("drift_share", float), ("roc_auc", float)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+    """Holdout metrics, confusion matrix and ROC, and an Evidently drift report."""
+    import json
+    from collections import namedtuple
+
+    from dex_components import steps
+
+    values, payload, drift_share = steps.evaluate(
+        model_uri=model_uri,
+        reference_path=train.path,
+        test_path=test.path,
+        feature_columns=json.loads(feature_columns_json),
+        label=label,
+        drift_report_path=drift_report.path,
+        run_id=run_id,
+    )
+    for name, value in values.items():
+        metrics.log_metric(name, value)
+    classification.log_confusion_matrix(["retained", "churned"], payload["confusion_matrix"])
+    classification.log_roc_curve(payload["roc_fpr"], payload["roc_tpr"], payload["roc_thresholds"])
+    outputs = namedtuple("Outputs", ["drift_share", "roc_auc"])  # noqa: PYI024
+    return outputs(drift_share, values["roc_auc"])
+
+
+@component
+def register_and_promote(
+    run_id: str,
+    model_uri: str,
+    test: Input[Dataset],
+    registered_model: str,
+    feature_service: str,
+    feature_refs_json: str,
+    feature_columns_json: str,
+    entity_key: str,
+    label: str,
+    timestamp_column: str,
+    min_roc_auc: float,
+    promotion_margin: float,
+    max_drift_share: float,
+    drift_share: float,
+    decision_report: Output[Markdown],
+) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+    """Register the version; alias champion if it passes the gates and beats the champion."""
+    import json
+    from collections import namedtuple
+
+    from dex.contract import FeatureContract
+    from dex_components import steps
+    from dex_components.training import REFERENCE_ARTIFACT
+
+    contract = FeatureContract(
+        feature_service=feature_service,
+        feature_refs=json.loads(feature_refs_json),
+        feature_columns=json.loads(feature_columns_json),
+        entity_key=entity_key,
+        label=label,
+        timestamp_column=timestamp_column,
+        reference_data=REFERENCE_ARTIFACT,
+    )
+    version, decision = steps.register_and_promote(
+        run_id=run_id,
+        model_uri=model_uri,
+        test_path=test.path,
+        registered_model=registered_model,
+        contract=contract,
+        gates={
+            "min_value": min_roc_auc,
+            "margin": promotion_margin,
+            "max_drift_share": max_drift_share,
+        },
+        drift_share=drift_share,
+        decision_report_path=decision_report.path,
+    )
+    outputs = namedtuple("Outputs", ["version", "decision"])  # noqa: PYI024
+    return outputs(version, decision)
+
+
+@component
+def evaluate_registered(
+    registered_model: str,
+    version_or_alias: str,
+    data: Input[Dataset],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+    drift_report: Output[HTML],
+) -> str:
+    """Score a registered version on fresh data against its training reference."""
+    from dex_components import steps
+
+    version, values, payload = steps.evaluate_registered(
+        registered_model=registered_model,
+        version_or_alias=version_or_alias,
+        data_path=data.path,
+        drift_report_path=drift_report.path,
+    )
+    for name, value in values.items():
+        metrics.log_metric(name, value)
+    classification.log_confusion_matrix(["retained", "churned"], payload["confusion_matrix"])
+    classification.log_roc_curve(payload["roc_fpr"], payload["roc_tpr"], payload["roc_thresholds"])
+    return version
+
+
+@component
+def promote_challenger(
+    registered_model: str,
+    data: Input[Dataset],
+    min_roc_auc: float,
+    promotion_margin: float,
+    decision_report: Output[Markdown],
+) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+    """Champion vs challenger on the same fresh data; move the champion alias on a win."""
+    from collections import namedtuple
+
+    from dex_components import steps
+
+    version, decision = steps.promote_challenger(
+        registered_model=registered_model,
+        data_path=data.path,
+        gates={"min_value": min_roc_auc, "margin": promotion_margin},
+        decision_report_path=decision_report.path,
+    )
+    outputs = namedtuple("Outputs", ["version", "decision"])  # noqa: PYI024
+    return outputs(version, decision)

@@ -1,0 +1,368 @@
+"""Each pipeline step as a plain function over file paths and primitive values.
+
+The KFP wrappers in :mod:`dex_components.kfp_components` only translate artifacts to paths
+and call these, so every step can be unit-tested and run without KFP.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import pandas as pd
+
+from dex.contract import FeatureContract
+from dex.settings import DexSettings
+from dex_components.errors import StepError
+from dex_components.validate import ColumnRange, ValidationSpec, validate_frame
+
+log = logging.getLogger("dex.step")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+TIMING_MARKER = "DEX_STEP_TIMING"
+
+
+def timed(func: Callable[P, R]) -> Callable[P, R]:
+    """Log how long the step's process spent starting (interpreter + imports) vs working.
+
+    ``make bench`` reads these lines from the run log.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import psutil
+
+        entered = time.time()
+        startup = entered - psutil.Process().create_time()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            record = {"step": func.__name__, "startup_s": round(startup, 3)}
+            record["work_s"] = round(time.time() - entered, 3)
+            print(f"{TIMING_MARKER} {json.dumps(record)}", flush=True)
+
+    return wrapper
+
+
+def setup() -> None:
+    """Logging and MLflow stores for a step process (KFP runs each step in its own)."""
+    from dex.registry import configure_mlflow
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_mlflow(DexSettings())
+
+
+def experiment_id(name: str) -> str:
+    from dex.registry import ensure_experiment
+
+    artifact_root = os.environ.get("DEX_MLFLOW_ARTIFACT_ROOT") or DexSettings().artifact_root.as_uri()
+    return ensure_experiment(name, artifact_root)
+
+
+def read_table(uri: str) -> pd.DataFrame:
+    path = Path(uri.removeprefix("file://"))
+    if uri.startswith(("s3://", "gs://", "http://", "https://")):
+        return pd.read_parquet(uri)
+    if not path.exists():
+        raise StepError(f"input data not found: {uri}")
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    return pd.read_parquet(path)
+
+
+@timed
+def validate_data(
+    *,
+    entity_source: str,
+    entity_key: str,
+    timestamp_column: str,
+    label: str,
+    label_values: list[int] | None,
+    ranges: dict[str, dict[str, float]] | None,
+    entities_path: str,
+    report_path: str,
+) -> dict[str, Any]:
+    setup()
+    frame = read_table(entity_source)
+    if timestamp_column in frame.columns and not pd.api.types.is_datetime64_any_dtype(
+        frame[timestamp_column]
+    ):
+        frame[timestamp_column] = pd.to_datetime(frame[timestamp_column], utc=True, errors="coerce")
+    spec = ValidationSpec(
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label or None,
+        label_values=label_values,
+        ranges={k: ColumnRange(**v) for k, v in (ranges or {}).items()},
+    )
+    report = validate_frame(frame, spec)
+    Path(report_path).write_text(report.to_markdown())
+    log.info("validated %s: %d rows, %d failed checks", entity_source, report.rows, len(report.failures))
+    report.raise_for_failures()
+    frame.to_parquet(entities_path, index=False)
+    return {"rows": report.rows}
+
+
+@timed
+def build_training_set(
+    *,
+    entities_path: str,
+    feature_repo: str,
+    feature_service: str,
+    entity_key: str,
+    timestamp_column: str,
+    label: str,
+    max_missing_fraction: float,
+    output_path: str,
+) -> tuple[list[str], list[str], dict[str, float]]:
+    from dex.features import open_store
+    from dex_components.training_set import build_training_set as build
+
+    setup()
+    store = open_store(feature_repo)
+    try:
+        frame, summary = build(
+            store,
+            pd.read_parquet(entities_path),
+            feature_service=feature_service,
+            entity_key=entity_key,
+            timestamp_column=timestamp_column,
+            label=label or None,
+            max_missing_fraction=max_missing_fraction,
+        )
+    except ValueError as exc:  # unknown feature service: say which exist
+        raise StepError(str(exc)) from exc
+    frame.to_parquet(output_path, index=False)
+    rec = summary.reconciliation
+    log.info("training set: %s", rec.model_dump_json())
+    return (
+        summary.feature_refs,
+        summary.feature_columns,
+        {k: float(v) for k, v in rec.model_dump().items()},
+    )
+
+
+@timed
+def split(
+    *, input_path: str, timestamp_column: str, test_fraction: float, train_path: str, test_path: str
+) -> dict[str, Any]:
+    from dex_components.split import time_split
+
+    setup()
+    train, test, summary = time_split(
+        pd.read_parquet(input_path), timestamp_column=timestamp_column, test_fraction=test_fraction
+    )
+    train.to_parquet(train_path, index=False)
+    test.to_parquet(test_path, index=False)
+    return summary.model_dump()
+
+
+@timed
+def tune(
+    *,
+    train_path: str,
+    feature_columns: list[str],
+    label: str,
+    timestamp_column: str,
+    n_trials: int,
+    timeout_s: float,
+    experiment: str,
+    seed: int,
+) -> tuple[dict[str, Any], str]:
+    from dex_components.tuning import tune as run_study
+
+    setup()
+    result = run_study(
+        pd.read_parquet(train_path),
+        feature_columns=feature_columns,
+        label=label,
+        timestamp_column=timestamp_column,
+        n_trials=n_trials,
+        timeout_s=timeout_s,
+        experiment_id=experiment_id(experiment),
+        seed=seed,
+    )
+    log.info("tuning: %d trials, best %.4f %s", result.trials, result.best_value, result.best_params)
+    return result.best_params, result.parent_run_id
+
+
+@timed
+def train(
+    *,
+    train_path: str,
+    params: dict[str, Any],
+    parent_run_id: str,
+    contract: FeatureContract,
+    experiment: str,
+    seed: int,
+) -> tuple[str, str]:
+    from dex_components.training import train_and_log
+
+    setup()
+    trained = train_and_log(
+        pd.read_parquet(train_path),
+        contract=contract,
+        params=params,
+        experiment_id=experiment_id(experiment),
+        seed=seed,
+        parent_run_id=parent_run_id or None,
+    )
+    return trained.run_id, trained.model_uri
+
+
+@timed
+def evaluate(
+    *,
+    model_uri: str,
+    reference_path: str,
+    test_path: str,
+    feature_columns: list[str],
+    label: str,
+    drift_report_path: str,
+    run_id: str | None = None,
+) -> tuple[dict[str, float], dict[str, Any], float]:
+    """(metrics, classification payload, drift share) of a model on a holdout."""
+    return _evaluate(
+        model_uri=model_uri,
+        reference_path=reference_path,
+        test_path=test_path,
+        feature_columns=feature_columns,
+        label=label,
+        drift_report_path=drift_report_path,
+        run_id=run_id,
+    )
+
+
+def _evaluate(
+    *,
+    model_uri: str,
+    reference_path: str,
+    test_path: str,
+    feature_columns: list[str],
+    label: str,
+    drift_report_path: str,
+    run_id: str | None = None,
+) -> tuple[dict[str, float], dict[str, Any], float]:
+    """Score a model on a holdout and compare it with its training reference."""
+    import mlflow
+
+    from dex_components.evaluation import drift_report, score
+
+    setup()
+    test = pd.read_parquet(test_path)
+    reference = pd.read_parquet(reference_path)
+    missing = [c for c in [*feature_columns, label] if c not in test.columns]
+    if missing:
+        raise StepError(f"evaluation data lacks columns {missing}")
+    model = mlflow.sklearn.load_model(model_uri)
+    result = score(test[label], model.predict_proba(test[feature_columns])[:, 1])
+    summary, html = drift_report(reference, test, feature_columns)
+    Path(drift_report_path).write_text(html)
+    metrics = {**result.metrics, "drift_share": summary.drift_share}
+    if run_id:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+            mlflow.log_dict(summary.model_dump(), "evaluation/drift_summary.json")
+    log.info("evaluation: %s", json.dumps(metrics))
+    return metrics, result.model_dump(), summary.drift_share
+
+
+@timed
+def register_and_promote(
+    *,
+    run_id: str,
+    model_uri: str,
+    test_path: str,
+    registered_model: str,
+    contract: FeatureContract,
+    gates: dict[str, float],
+    drift_share: float,
+    decision_report_path: str,
+) -> tuple[str, str]:
+    import mlflow
+
+    from dex_components.promotion import Gates
+    from dex_components.promotion import register_and_promote as promote
+
+    setup()
+    result = promote(
+        model_uri=model_uri,
+        run_id=run_id,
+        registered_model=registered_model,
+        contract=contract,
+        holdout=pd.read_parquet(test_path),
+        gates=Gates(**gates),
+        drift_share=drift_share,
+    )
+    report = result.to_markdown()
+    Path(decision_report_path).write_text(report)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_text(report, "promotion/decision.md")
+        mlflow.set_tag("dex.decision", result.decision)
+    log.info("promotion: v%s -> %s (%s)", result.version, result.decision, "; ".join(result.reasons))
+    return result.version, result.decision
+
+
+def resolve_version(registered_model: str, version_or_alias: str) -> tuple[str, FeatureContract, str]:
+    """(version, contract, run id) of ``name`` at a version number or an alias."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        if version_or_alias.isdigit():
+            mv = client.get_model_version(registered_model, version_or_alias)
+        else:
+            mv = client.get_model_version_by_alias(registered_model, version_or_alias)
+    except mlflow.exceptions.MlflowException as exc:
+        raise StepError(
+            f"registered model {registered_model!r} has no version or alias {version_or_alias!r}"
+        ) from exc
+    return str(mv.version), FeatureContract.from_tags(mv.tags), str(mv.run_id)
+
+
+@timed
+def evaluate_registered(
+    *,
+    registered_model: str,
+    version_or_alias: str,
+    data_path: str,
+    drift_report_path: str,
+) -> tuple[str, dict[str, float], dict[str, Any]]:
+    import mlflow
+
+    from dex_components.training import REFERENCE_ARTIFACT
+
+    setup()
+    version, contract, run_id = resolve_version(registered_model, version_or_alias)
+    reference = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT)
+    metrics, classification, _ = _evaluate(
+        model_uri=f"models:/{registered_model}/{version}",
+        reference_path=reference,
+        test_path=data_path,
+        feature_columns=contract.feature_columns,
+        label=contract.label,
+        drift_report_path=drift_report_path,
+    )
+    return version, metrics, classification
+
+
+@timed
+def promote_challenger(
+    *, registered_model: str, data_path: str, gates: dict[str, float], decision_report_path: str
+) -> tuple[str, str]:
+    from dex_components.promotion import Gates
+    from dex_components.promotion import promote_challenger as promote
+
+    setup()
+    result = promote(
+        registered_model=registered_model, holdout=pd.read_parquet(data_path), gates=Gates(**gates)
+    )
+    Path(decision_report_path).write_text(result.to_markdown())
+    return result.version, result.decision

@@ -1,0 +1,75 @@
+"""Tune: an Optuna TPE study; every trial is an MLflow nested run under one parent run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import optuna
+import pandas as pd
+from pydantic import BaseModel
+from sklearn.metrics import roc_auc_score
+
+from dex_components.errors import StepError
+from dex_components.model import build_estimator, suggest_params
+from dex_components.split import time_split
+
+
+class TuningResult(BaseModel):
+    parent_run_id: str
+    best_params: dict[str, Any]
+    best_value: float
+    trials: int
+
+
+def tune(
+    train: pd.DataFrame,
+    *,
+    feature_columns: list[str],
+    label: str,
+    timestamp_column: str,
+    n_trials: int,
+    timeout_s: float,
+    experiment_id: str,
+    seed: int,
+    run_name: str = "tune",
+) -> TuningResult:
+    if n_trials < 1:
+        raise StepError(f"n_trials must be >= 1, got {n_trials}")
+    # Tune against the newest slice of the training window, as the holdout does.
+    fit_part, valid_part, _ = time_split(train, timestamp_column=timestamp_column, test_fraction=0.2)
+    x_fit, y_fit = fit_part[feature_columns], fit_part[label]
+    x_val, y_val = valid_part[feature_columns], valid_part[label]
+    if y_val.nunique() < 2:
+        raise StepError(f"validation slice has one class of {label!r}: cannot score trials")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
+        mlflow.log_params({"n_trials": n_trials, "timeout_s": timeout_s, "sampler": "TPE"})
+
+        def objective(trial: optuna.Trial) -> float:
+            params = suggest_params(trial)
+            model = build_estimator(params, seed)
+            model.fit(x_fit, y_fit)
+            score = float(roc_auc_score(y_val, model.predict_proba(x_val)[:, 1]))
+            with mlflow.start_run(
+                experiment_id=experiment_id, run_name=f"trial-{trial.number}", nested=True
+            ):
+                mlflow.log_params({k: str(v) for k, v in params.items()})
+                mlflow.log_metrics({"val_roc_auc": score, "n_iter": float(model.n_iter_)})
+            return score
+
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
+        )
+        study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
+        best = study.best_trial
+        best_params = {**best.params, "max_iter": 300}
+        mlflow.log_metrics({"best_val_roc_auc": float(best.value or 0.0), "trials": len(study.trials)})
+        mlflow.log_params({f"best_{k}": str(v) for k, v in best_params.items()})
+    return TuningResult(
+        parent_run_id=parent.info.run_id,
+        best_params=best_params,
+        best_value=float(best.value or 0.0),
+        trials=len(study.trials),
+    )

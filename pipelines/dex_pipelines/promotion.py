@@ -1,0 +1,47 @@
+"""The promotion pipeline: champion vs challenger on the same fresh data."""
+
+from kfp import dsl
+
+from dex_components import kfp_components as c
+from dex_pipelines.training import IMAGE_FEATURE_REPO
+
+
+@dsl.pipeline(
+    name="dex-promotion",
+    description="Compare challenger with champion on fresh data; move the champion alias on a win.",
+)
+def promotion_pipeline(
+    entity_source: str,
+    feature_repo: str = IMAGE_FEATURE_REPO,
+    feature_service: str = "churn_v1",
+    entity_key: str = "customer_id",
+    timestamp_column: str = "event_timestamp",
+    label: str = "churned",
+    registered_model: str = "churn-classifier",
+    min_roc_auc: float = 0.65,
+    promotion_margin: float = 0.0,
+    max_missing_fraction: float = 0.02,
+) -> None:
+    validated = c.validate_data(
+        entity_source=entity_source,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        label_values_json="[0, 1]",
+        ranges_json="",
+    ).set_display_name("validate")
+    features = c.build_training_set(
+        entities=validated.outputs["entities"],
+        feature_repo=feature_repo,
+        feature_service=feature_service,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        max_missing_fraction=max_missing_fraction,
+    ).set_display_name("build-holdout")
+    c.promote_challenger(
+        registered_model=registered_model,
+        data=features.outputs["training_set"],
+        min_roc_auc=min_roc_auc,
+        promotion_margin=promotion_margin,
+    ).set_display_name("promote")

@@ -1,0 +1,105 @@
+"""The training pipeline: validate -> features -> split -> tune -> train -> evaluate ->
+register + promote. No column or service name is fixed: they are parameters, so the same
+pipeline trains on any Feast feature service."""
+
+from kfp import dsl
+
+from dex_components import kfp_components as c
+
+# Where the component image keeps the Feast repo; local runs pass their checkout's path.
+IMAGE_FEATURE_REPO = "/opt/dex/feature_repo"
+
+
+@dsl.pipeline(
+    name="dex-training",
+    description="Feast features -> Optuna-tuned model -> MLflow registry, gated promotion.",
+)
+def training_pipeline(
+    entity_source: str,
+    feature_repo: str = IMAGE_FEATURE_REPO,
+    feature_service: str = "churn_v1",
+    entity_key: str = "customer_id",
+    timestamp_column: str = "event_timestamp",
+    label: str = "churned",
+    label_values_json: str = "[0, 1]",
+    ranges_json: str = "",
+    registered_model: str = "churn-classifier",
+    experiment: str = "dex-churn",
+    n_trials: int = 20,
+    tune_timeout_s: float = 120.0,
+    test_fraction: float = 0.2,
+    max_missing_fraction: float = 0.02,
+    min_roc_auc: float = 0.65,
+    promotion_margin: float = 0.0,
+    max_drift_share: float = 1.0,
+    seed: int = 42,
+) -> None:
+    validated = c.validate_data(
+        entity_source=entity_source,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        label_values_json=label_values_json,
+        ranges_json=ranges_json,
+    ).set_display_name("validate")
+    features = c.build_training_set(
+        entities=validated.outputs["entities"],
+        feature_repo=feature_repo,
+        feature_service=feature_service,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        max_missing_fraction=max_missing_fraction,
+    ).set_display_name("build-training-set")
+    split = c.time_split(
+        training_set=features.outputs["training_set"],
+        timestamp_column=timestamp_column,
+        test_fraction=test_fraction,
+    ).set_display_name("time-split")
+    tuned = c.tune(
+        train=split.outputs["train"],
+        feature_columns_json=features.outputs["feature_columns_json"],
+        label=label,
+        timestamp_column=timestamp_column,
+        n_trials=n_trials,
+        timeout_s=tune_timeout_s,
+        experiment=experiment,
+        seed=seed,
+    ).set_display_name("tune")
+    trained = c.train_model(
+        train=split.outputs["train"],
+        best_params_json=tuned.outputs["best_params_json"],
+        parent_run_id=tuned.outputs["parent_run_id"],
+        feature_service=feature_service,
+        feature_refs_json=features.outputs["feature_refs_json"],
+        feature_columns_json=features.outputs["feature_columns_json"],
+        entity_key=entity_key,
+        label=label,
+        timestamp_column=timestamp_column,
+        experiment=experiment,
+        seed=seed,
+    ).set_display_name("train")
+    evaluated = c.evaluate_model(
+        model_uri=trained.outputs["model_uri"],
+        run_id=trained.outputs["run_id"],
+        train=split.outputs["train"],
+        test=split.outputs["test"],
+        feature_columns_json=features.outputs["feature_columns_json"],
+        label=label,
+    ).set_display_name("evaluate")
+    c.register_and_promote(
+        run_id=trained.outputs["run_id"],
+        model_uri=trained.outputs["model_uri"],
+        test=split.outputs["test"],
+        registered_model=registered_model,
+        feature_service=feature_service,
+        feature_refs_json=features.outputs["feature_refs_json"],
+        feature_columns_json=features.outputs["feature_columns_json"],
+        entity_key=entity_key,
+        label=label,
+        timestamp_column=timestamp_column,
+        min_roc_auc=min_roc_auc,
+        promotion_margin=promotion_margin,
+        max_drift_share=max_drift_share,
+        drift_share=evaluated.outputs["drift_share"],
+    ).set_display_name("register-and-promote")

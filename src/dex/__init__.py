@@ -1,0 +1,3 @@
+"""DEX (DataEngineX): Feast -> KFP -> MLflow -> KServe, closed into one loop."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""``dexctl``: the DEX command line."""

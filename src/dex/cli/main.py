@@ -1,0 +1,25 @@
+"""Entry point of ``dexctl``. Sub-commands live in one module each and import heavy
+libraries lazily, so ``dexctl --help`` stays fast."""
+
+from __future__ import annotations
+
+import typer
+
+from dex.cli import data, demo, dev, features, models, pipeline
+
+app = typer.Typer(
+    name="dexctl",
+    help="DEX: features -> training pipelines -> registry -> serving, on a laptop or a cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(models.app, name="models")
+app.add_typer(dev.app, name="dev")
+app.command("demo")(demo.demo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,108 @@
+"""Feast, wired to a DEX state folder.
+
+``feature_store.yaml`` reads its store paths from ``DEX_FEAST_*`` variables and the sources
+read ``DEX_DATA_DIR``; :func:`feast_env` derives them from :class:`DexSettings` so the CLI,
+the KFP components (subprocesses inherit the environment) and the servers agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dex.settings import DexSettings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+
+def feast_env(settings: DexSettings) -> dict[str, str]:
+    return {
+        "DEX_FEAST_REGISTRY": str(settings.feast_dir / "registry.db"),
+        "DEX_FEAST_ONLINE_DB": str(settings.feast_dir / "online_store.db"),
+        "DEX_DATA_DIR": str(settings.data_dir),
+        "FEAST_USAGE": "False",
+    }
+
+
+def export_feast_env(settings: DexSettings) -> None:
+    """Set the Feast variables unless the caller already chose other stores."""
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    for key, value in feast_env(settings).items():
+        os.environ.setdefault(key, value)
+
+
+def open_store(repo_path: Path | str, settings: DexSettings | None = None) -> FeatureStore:
+    from feast import FeatureStore
+
+    export_feast_env(settings or DexSettings())
+    return FeatureStore(repo_path=str(repo_path))
+
+
+@contextlib.contextmanager
+def _in_directory(path: Path) -> Iterator[None]:
+    # feast's apply_total chdirs into the repo; put the caller back where it was.
+    before = Path.cwd()
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def apply(settings: DexSettings) -> list[str]:
+    """`feast apply` in-process; returns the feature services now registered."""
+    from feast.repo_config import load_repo_config
+    from feast.repo_operations import apply_total
+
+    export_feast_env(settings)
+    repo = settings.feature_repo.resolve()
+    config = load_repo_config(repo, repo / "feature_store.yaml")
+    # Definition files import each other by module name, as with the `feast` CLI.
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    with _in_directory(repo):
+        apply_total(config, repo, skip_source_validation=False)
+    store = open_store(repo, settings)
+    return sorted(fs.name for fs in store.list_feature_services())
+
+
+def materialize(settings: DexSettings, end: datetime, start: datetime) -> None:
+    """Load the newest value per entity in [start, end] into the online store.
+
+    An explicit window (not ``materialize_incremental``) so historical batches, whose
+    timestamps are older than the views' TTLs, still reach the online store.
+    """
+    store = open_store(settings.feature_repo, settings)
+    store.materialize(start_date=start, end_date=end)
+
+
+def feature_refs(store: FeatureStore, feature_service: str) -> list[str]:
+    """'view:feature' references of a feature service, in service order.
+
+    Raises ValueError naming the known services when the name is unknown.
+    """
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        service = store.get_feature_service(feature_service)
+    except FeatureServiceNotFoundException as exc:
+        known = sorted(fs.name for fs in store.list_feature_services())
+        raise ValueError(
+            f"unknown feature service {feature_service!r}; registered services: {known}"
+        ) from exc
+    refs: list[str] = []
+    for projection in service.feature_view_projections:
+        view = projection.name_to_use()
+        refs.extend(f"{view}:{feature.name}" for feature in projection.features)
+    return refs
+
+
+def online_features(
+    store: FeatureStore, refs: list[str], entity_rows: list[dict[str, Any]]
+) -> dict[str, list[Any]]:
+    return dict(store.get_online_features(features=refs, entity_rows=entity_rows).to_dict())

@@ -1,0 +1,71 @@
+"""Configuration, read from ``DEX_*`` environment variables.
+
+Every local artefact (MLflow DB and artifacts, Feast stores, the KFP pipeline root,
+generated data) lives under one state folder so a user can delete it and start over.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class DexSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEX_", extra="ignore")
+
+    state_dir: Path = Field(default=Path(".dex"), description="Folder for all local state.")
+    feature_repo: Path = Field(
+        default=REPO_ROOT / "feature_repo", description="Feast repository (feature_store.yaml)."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; defaults to SQLite in the state folder."
+    )
+    mlflow_registry_uri: str | None = Field(default=None, description="MLflow registry URI.")
+    experiment: str = Field(default="dex-churn", description="MLflow experiment name.")
+    registered_model: str = Field(default="churn-classifier", description="Registered model.")
+    feature_service: str = Field(default="churn_v1", description="Feast feature service.")
+
+    @cached_property
+    def state(self) -> Path:
+        path = self.state_dir.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state / "data"
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.state / "pipeline_root"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.state / "mlflow"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.state / "feast"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow_registry_uri or self.tracking_uri
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+
+def get_settings() -> DexSettings:
+    return DexSettings()
