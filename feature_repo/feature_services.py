@@ -1,6 +1,7 @@
 """Feature services: one per model. A model's feature contract names one of these."""
 
 from feast import FeatureService
+
 from feature_views import customer_activity, customer_profile
 from on_demand_features import customer_ratios
 

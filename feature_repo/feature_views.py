@@ -2,10 +2,11 @@
 
 from datetime import timedelta
 
-from data_sources import customer_activity_source, customer_profiles_source
-from entities import customer
 from feast import FeatureView, Field
 from feast.types import Float64, Int64
+
+from data_sources import customer_activity_source, customer_profiles_source
+from entities import customer
 
 customer_profile = FeatureView(
     name="customer_profile",

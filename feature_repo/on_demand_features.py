@@ -4,6 +4,7 @@ import pandas as pd
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64
+
 from feature_views import customer_activity, customer_profile
 
 

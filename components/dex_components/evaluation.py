@@ -42,7 +42,9 @@ def score(
         "positive_rate": float(y.mean()),
         "rows": float(len(y)),
     }
-    fpr, tpr, thresholds = skm.roc_curve(y, proba) if len(np.unique(y)) > 1 else ([0.0], [0.0], [1.0])
+    fpr, tpr, thresholds = (
+        skm.roc_curve(y, proba) if len(np.unique(y)) > 1 else ([0.0], [0.0], [1.0])
+    )
     # KFP's ROC widget wants a manageable number of points.
     idx = np.unique(np.linspace(0, len(fpr) - 1, num=min(len(fpr), 50)).astype(int))
     cm = skm.confusion_matrix(y, predicted, labels=[0, 1])

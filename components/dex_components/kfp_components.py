@@ -58,7 +58,7 @@ def build_training_set(
     max_missing_fraction: float,
     training_set: Output[Dataset],
     reconciliation: Output[Metrics],
-) -> NamedTuple("Outputs", [("feature_refs_json", str), ("feature_columns_json", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+) -> NamedTuple("Outputs", [("feature_refs_json", str), ("feature_columns_json", str)]):  # type: ignore[valid-type]
     """Point-in-time features from a Feast feature service, reconciled against the entities."""
     import json
     from collections import namedtuple
@@ -77,7 +77,7 @@ def build_training_set(
     )
     for name, value in counts.items():
         reconciliation.log_metric(name, value)
-    outputs = namedtuple("Outputs", ["feature_refs_json", "feature_columns_json"])  # noqa: PYI024
+    outputs = namedtuple("outputs", ["feature_refs_json", "feature_columns_json"])
     return outputs(json.dumps(refs), json.dumps(columns))
 
 
@@ -111,7 +111,7 @@ def tune(
     timeout_s: float,
     experiment: str,
     seed: int,
-) -> NamedTuple("Outputs", [("best_params_json", str), ("parent_run_id", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+) -> NamedTuple("Outputs", [("best_params_json", str), ("parent_run_id", str)]):  # type: ignore[valid-type]
     """Optuna study; each trial an MLflow nested run."""
     import json
     from collections import namedtuple
@@ -128,7 +128,7 @@ def tune(
         experiment=experiment,
         seed=seed,
     )
-    outputs = namedtuple("Outputs", ["best_params_json", "parent_run_id"])  # noqa: PYI024
+    outputs = namedtuple("outputs", ["best_params_json", "parent_run_id"])
     return outputs(json.dumps(params), parent_run_id)
 
 
@@ -145,7 +145,7 @@ def train_model(
     timestamp_column: str,
     experiment: str,
     seed: int,
-) -> NamedTuple("Outputs", [("run_id", str), ("model_uri", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+) -> NamedTuple("Outputs", [("run_id", str), ("model_uri", str)]):  # type: ignore[valid-type]
     """Fit the final model; log it with signature, example, pinned requirements, contract."""
     import json
     from collections import namedtuple
@@ -169,7 +169,7 @@ def train_model(
         experiment=experiment,
         seed=seed,
     )
-    outputs = namedtuple("Outputs", ["run_id", "model_uri"])  # noqa: PYI024
+    outputs = namedtuple("outputs", ["run_id", "model_uri"])
     return outputs(run_id, model_uri)
 
 
@@ -184,7 +184,7 @@ def evaluate_model(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     drift_report: Output[HTML],
-) -> NamedTuple("Outputs", [("drift_share", float), ("roc_auc", float)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+) -> NamedTuple("Outputs", [("drift_share", float), ("roc_auc", float)]):  # type: ignore[valid-type]
     """Holdout metrics, confusion matrix and ROC, and an Evidently drift report."""
     import json
     from collections import namedtuple
@@ -204,7 +204,7 @@ def evaluate_model(
         metrics.log_metric(name, value)
     classification.log_confusion_matrix(["retained", "churned"], payload["confusion_matrix"])
     classification.log_roc_curve(payload["roc_fpr"], payload["roc_tpr"], payload["roc_thresholds"])
-    outputs = namedtuple("Outputs", ["drift_share", "roc_auc"])  # noqa: PYI024
+    outputs = namedtuple("outputs", ["drift_share", "roc_auc"])
     return outputs(drift_share, values["roc_auc"])
 
 
@@ -225,7 +225,7 @@ def register_and_promote(
     max_drift_share: float,
     drift_share: float,
     decision_report: Output[Markdown],
-) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]
     """Register the version; alias champion if it passes the gates and beats the champion."""
     import json
     from collections import namedtuple
@@ -257,7 +257,7 @@ def register_and_promote(
         drift_share=drift_share,
         decision_report_path=decision_report.path,
     )
-    outputs = namedtuple("Outputs", ["version", "decision"])  # noqa: PYI024
+    outputs = namedtuple("outputs", ["version", "decision"])
     return outputs(version, decision)
 
 
@@ -293,7 +293,7 @@ def promote_challenger(
     min_roc_auc: float,
     promotion_margin: float,
     decision_report: Output[Markdown],
-) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]  # noqa: F821, UP014
+) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]
     """Champion vs challenger on the same fresh data; move the champion alias on a win."""
     from collections import namedtuple
 
@@ -305,5 +305,5 @@ def promote_challenger(
         gates={"min_value": min_roc_auc, "margin": promotion_margin},
         decision_report_path=decision_report.path,
     )
-    outputs = namedtuple("Outputs", ["version", "decision"])  # noqa: PYI024
+    outputs = namedtuple("outputs", ["version", "decision"])
     return outputs(version, decision)

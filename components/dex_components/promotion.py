@@ -18,13 +18,15 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from dex.contract import FeatureContract
-from dex.registry import CHALLENGER, CHAMPION
+from dex.registry import CHALLENGER
 from dex_components.errors import StepError
 from dex_components.evaluation import score
 
 log = logging.getLogger(__name__)
 
 Decision = Literal["champion", "challenger"]
+CHAMPION: Decision = "champion"
+CHALLENGER_DECISION: Decision = "challenger"
 
 
 class Gates(BaseModel):
@@ -68,7 +70,9 @@ def champion_of(client: mlflow.MlflowClient, name: str) -> Any | None:
         return None
 
 
-def holdout_metrics(model_uri: str, holdout: pd.DataFrame, contract: FeatureContract) -> dict[str, float]:
+def holdout_metrics(
+    model_uri: str, holdout: pd.DataFrame, contract: FeatureContract
+) -> dict[str, float]:
     missing = [c for c in contract.feature_columns if c not in holdout.columns]
     if missing:
         raise StepError(f"holdout lacks the model's feature columns {missing}")
@@ -98,7 +102,7 @@ def decide(
             + ("passed" if drift_ok else "FAILED")
         )
     if not passed:
-        return CHALLENGER, reasons
+        return CHALLENGER_DECISION, reasons
     if champion is None:
         reasons.append("no current champion")
         return CHAMPION, reasons
@@ -111,7 +115,7 @@ def decide(
     reasons.append(
         f"{gates.metric} {value:.4f} does not beat champion {incumbent:.4f} by {gates.margin}"
     )
-    return CHALLENGER, reasons
+    return CHALLENGER_DECISION, reasons
 
 
 def register_and_promote(
@@ -153,7 +157,9 @@ def register_and_promote(
     )
     try:
         client.set_registered_model_alias(registered_model, decision, version.version)
-        client.set_model_version_tag(registered_model, version.version, "dex.reasons", "; ".join(reasons))
+        client.set_model_version_tag(
+            registered_model, version.version, "dex.reasons", "; ".join(reasons)
+        )
     except Exception:
         # Leave no version without its alias and decision behind.
         client.delete_model_version(registered_model, version.version)
@@ -178,10 +184,14 @@ def promote_challenger(
     try:
         challenger = client.get_model_version_by_alias(registered_model, CHALLENGER)
     except mlflow.exceptions.MlflowException as exc:
-        raise StepError(f"registered model {registered_model!r} has no {CHALLENGER!r} alias") from exc
+        raise StepError(
+            f"registered model {registered_model!r} has no {CHALLENGER!r} alias"
+        ) from exc
     incumbent = champion_of(client, registered_model)
     contract = FeatureContract.from_tags(challenger.tags)
-    candidate = holdout_metrics(f"models:/{registered_model}/{challenger.version}", holdout, contract)
+    candidate = holdout_metrics(
+        f"models:/{registered_model}/{challenger.version}", holdout, contract
+    )
     champion_metrics = None
     if incumbent is not None:
         champion_metrics = holdout_metrics(

@@ -23,7 +23,7 @@ def time_split(
     if len(frame) < 10:
         raise StepError(f"need at least 10 rows to split, got {len(frame)}")
     ordered = frame.sort_values(timestamp_column, kind="stable").reset_index(drop=True)
-    cut = int(round(len(ordered) * (1 - test_fraction)))
+    cut = round(len(ordered) * (1 - test_fraction))
     cut = min(max(cut, 1), len(ordered) - 1)
     train, test = ordered.iloc[:cut], ordered.iloc[cut:]
     cutoff = pd.Timestamp(test[timestamp_column].iloc[0]).isoformat()

@@ -55,14 +55,18 @@ def setup() -> None:
     """Logging and MLflow stores for a step process (KFP runs each step in its own)."""
     from dex.registry import configure_mlflow
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     configure_mlflow(DexSettings())
 
 
 def experiment_id(name: str) -> str:
     from dex.registry import ensure_experiment
 
-    artifact_root = os.environ.get("DEX_MLFLOW_ARTIFACT_ROOT") or DexSettings().artifact_root.as_uri()
+    artifact_root = (
+        os.environ.get("DEX_MLFLOW_ARTIFACT_ROOT") or DexSettings().artifact_root.as_uri()
+    )
     return ensure_experiment(name, artifact_root)
 
 
@@ -104,7 +108,9 @@ def validate_data(
     )
     report = validate_frame(frame, spec)
     Path(report_path).write_text(report.to_markdown())
-    log.info("validated %s: %d rows, %d failed checks", entity_source, report.rows, len(report.failures))
+    log.info(
+        "validated %s: %d rows, %d failed checks", entity_source, report.rows, len(report.failures)
+    )
     report.raise_for_failures()
     frame.to_parquet(entities_path, index=False)
     return {"rows": report.rows}
@@ -189,7 +195,9 @@ def tune(
         experiment_id=experiment_id(experiment),
         seed=seed,
     )
-    log.info("tuning: %d trials, best %.4f %s", result.trials, result.best_value, result.best_params)
+    log.info(
+        "tuning: %d trials, best %.4f %s", result.trials, result.best_value, result.best_params
+    )
     return result.best_params, result.parent_run_id
 
 
@@ -306,11 +314,15 @@ def register_and_promote(
     with mlflow.start_run(run_id=run_id):
         mlflow.log_text(report, "promotion/decision.md")
         mlflow.set_tag("dex.decision", result.decision)
-    log.info("promotion: v%s -> %s (%s)", result.version, result.decision, "; ".join(result.reasons))
+    log.info(
+        "promotion: v%s -> %s (%s)", result.version, result.decision, "; ".join(result.reasons)
+    )
     return result.version, result.decision
 
 
-def resolve_version(registered_model: str, version_or_alias: str) -> tuple[str, FeatureContract, str]:
+def resolve_version(
+    registered_model: str, version_or_alias: str
+) -> tuple[str, FeatureContract, str]:
     """(version, contract, run id) of ``name`` at a version number or an alias."""
     import mlflow
 

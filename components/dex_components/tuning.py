@@ -37,7 +37,9 @@ def tune(
     if n_trials < 1:
         raise StepError(f"n_trials must be >= 1, got {n_trials}")
     # Tune against the newest slice of the training window, as the holdout does.
-    fit_part, valid_part, _ = time_split(train, timestamp_column=timestamp_column, test_fraction=0.2)
+    fit_part, valid_part, _ = time_split(
+        train, timestamp_column=timestamp_column, test_fraction=0.2
+    )
     x_fit, y_fit = fit_part[feature_columns], fit_part[label]
     x_val, y_val = valid_part[feature_columns], valid_part[label]
     if y_val.nunique() < 2:
@@ -65,7 +67,9 @@ def tune(
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
         best = study.best_trial
         best_params = {**best.params, "max_iter": 300}
-        mlflow.log_metrics({"best_val_roc_auc": float(best.value or 0.0), "trials": len(study.trials)})
+        mlflow.log_metrics(
+            {"best_val_roc_auc": float(best.value or 0.0), "trials": len(study.trials)}
+        )
         mlflow.log_params({f"best_{k}": str(v) for k, v in best_params.items()})
     return TuningResult(
         parent_run_id=parent.info.run_id,

@@ -68,7 +68,9 @@ class QualityReport(BaseModel):
     def raise_for_failures(self) -> None:
         if self.failures:
             problems = "; ".join(
-                f"column {c.column!r}: {c.rule} ({c.detail})" if c.column else f"{c.rule} ({c.detail})"
+                f"column {c.column!r}: {c.rule} ({c.detail})"
+                if c.column
+                else f"{c.rule} ({c.detail})"
                 for c in self.failures
             )
             raise DataValidationError(f"data validation failed: {problems}")
@@ -100,7 +102,9 @@ def validate_frame(frame: pd.DataFrame, spec: ValidationSpec) -> QualityReport:
     for column in present_required:
         nulls = int(frame[column].isna().sum())
         checks.append(
-            CheckResult(rule="not_null", column=column, passed=nulls == 0, detail=f"{nulls} null values")
+            CheckResult(
+                rule="not_null", column=column, passed=nulls == 0, detail=f"{nulls} null values"
+            )
         )
     if spec.timestamp_column in frame.columns and rows:
         ok = pd.api.types.is_datetime64_any_dtype(frame[spec.timestamp_column])

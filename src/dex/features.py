@@ -23,18 +23,18 @@ if TYPE_CHECKING:
 
 def feast_env(settings: DexSettings) -> dict[str, str]:
     return {
-        "DEX_FEAST_REGISTRY": str(settings.feast_dir / "registry.db"),
-        "DEX_FEAST_ONLINE_DB": str(settings.feast_dir / "online_store.db"),
+        "DEX_FEAST_REGISTRY": settings.feast_registry or str(settings.feast_dir / "registry.db"),
+        "DEX_FEAST_ONLINE_DB": settings.feast_online_db
+        or str(settings.feast_dir / "online_store.db"),
         "DEX_DATA_DIR": str(settings.data_dir),
         "FEAST_USAGE": "False",
     }
 
 
 def export_feast_env(settings: DexSettings) -> None:
-    """Set the Feast variables unless the caller already chose other stores."""
+    """Export the store locations ``feature_store.yaml`` and the sources read."""
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    for key, value in feast_env(settings).items():
-        os.environ.setdefault(key, value)
+    os.environ.update(feast_env(settings))
 
 
 def open_store(repo_path: Path | str, settings: DexSettings | None = None) -> FeatureStore:
@@ -97,7 +97,7 @@ def feature_refs(store: FeatureStore, feature_service: str) -> list[str]:
         ) from exc
     refs: list[str] = []
     for projection in service.feature_view_projections:
-        view = projection.name_to_use()
+        view = projection.name_alias or projection.name
         refs.extend(f"{view}:{feature.name}" for feature in projection.features)
     return refs
 

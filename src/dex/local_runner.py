@@ -54,9 +54,11 @@ class RunResult:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-class PipelineFailed(RuntimeError):
+class PipelineFailedError(RuntimeError):
     def __init__(self, result: RunResult) -> None:
-        super().__init__(result.error or f"pipeline {result.pipeline} failed; see {result.log_path}")
+        super().__init__(
+            result.error or f"pipeline {result.pipeline} failed; see {result.log_path}"
+        )
         self.result = result
 
 
@@ -78,7 +80,6 @@ def step_names(pipeline_func: Any) -> list[str]:
 def prepare_environment(settings: DexSettings) -> None:
     """Export absolute store locations: every step is a fresh process and must find them."""
     os.environ["DEX_STATE_DIR"] = str(settings.state)
-    os.environ.setdefault("DEX_FEATURE_REPO", str(settings.feature_repo.resolve()))
     export_feast_env(settings)
     configure_mlflow(settings)
 
@@ -106,7 +107,7 @@ def run_local(
     on_progress: Callable[[list[StepProgress]], None] | None = None,
     poll_s: float = 0.2,
 ) -> RunResult:
-    """Run pipeline ``name`` synchronously; raises :class:`PipelineFailed` on failure."""
+    """Run pipeline ``name`` synchronously; raises :class:`PipelineFailedError` on failure."""
     from kfp import local
 
     from dex_pipelines import PIPELINES
@@ -175,7 +176,7 @@ def run_local(
         outputs=outcome.get("outputs", {}),
     )
     if failed:
-        raise PipelineFailed(result)
+        raise PipelineFailedError(result)
     return result
 
 
@@ -200,4 +201,3 @@ def coerce(value: str) -> Any:
     if value.lower() in {"true", "false"}:
         return value.lower() == "true"
     return value
-

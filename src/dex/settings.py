@@ -9,23 +9,35 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DexSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DEX_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DEX_", extra="ignore", populate_by_name=True)
 
     state_dir: Path = Field(default=Path(".dex"), description="Folder for all local state.")
     feature_repo: Path = Field(
         default=REPO_ROOT / "feature_repo", description="Feast repository (feature_store.yaml)."
     )
     mlflow_tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; defaults to SQLite in the state folder."
+        default=None,
+        validation_alias=AliasChoices("DEX_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking URI; defaults to SQLite in the state folder.",
     )
-    mlflow_registry_uri: str | None = Field(default=None, description="MLflow registry URI.")
+    feast_registry: str | None = Field(
+        default=None, description="Feast registry path/URI; defaults to the state folder."
+    )
+    feast_online_db: str | None = Field(
+        default=None, description="Feast SQLite online store path; defaults to the state folder."
+    )
+    mlflow_registry_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEX_MLFLOW_REGISTRY_URI", "MLFLOW_REGISTRY_URI"),
+        description="MLflow registry URI; defaults to the tracking URI.",
+    )
     experiment: str = Field(default="dex-churn", description="MLflow experiment name.")
     registered_model: str = Field(default="churn-classifier", description="Registered model.")
     feature_service: str = Field(default="churn_v1", description="Feast feature service.")

@@ -35,7 +35,9 @@ def demo(
 
     settings = get_settings()
     console.print(Rule("1. reference batch -> features"))
-    first = GeneratorConfig(n_customers=customers, weeks=BATCH_WEEKS, seed=seed, start=FIRST_BATCH_START)
+    first = GeneratorConfig(
+        n_customers=customers, weeks=BATCH_WEEKS, seed=seed, start=FIRST_BATCH_START
+    )
     write_parquet(generate(first), settings.data_dir)
     services = features.apply(settings)
     end = FIRST_BATCH_START + timedelta(weeks=BATCH_WEEKS)

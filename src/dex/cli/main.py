@@ -6,6 +6,9 @@ from __future__ import annotations
 import typer
 
 from dex.cli import data, demo, dev, features, models, pipeline
+from dex.cli import monitor as monitor_cli
+from dex.cli import operator as operator_cli
+from dex.cli import serve as serve_cli
 
 app = typer.Typer(
     name="dexctl",
@@ -18,7 +21,10 @@ app.add_typer(features.app, name="features")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")
 app.add_typer(dev.app, name="dev")
+app.add_typer(operator_cli.app, name="operator")
 app.command("demo")(demo.demo)
+app.command("serve")(serve_cli.serve_cmd)
+app.command("monitor")(monitor_cli.monitor_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

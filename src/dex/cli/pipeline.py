@@ -63,20 +63,24 @@ def compile_cmd(
 
 
 def run_pipeline(name: str, overrides: dict[str, object], quiet: bool = False) -> RunResult:
-    from dex.local_runner import PipelineFailed, default_parameters, run_local
+    from dex.local_runner import PipelineFailedError, default_parameters, run_local
 
     settings = get_settings()
     params = {**default_parameters(name, settings), **overrides}
-    with Live(progress_table(name, []), console=console, refresh_per_second=4, transient=quiet) as live:
+    with Live(
+        progress_table(name, []), console=console, refresh_per_second=4, transient=quiet
+    ) as live:
         try:
             result = run_local(
                 name, params, settings, on_progress=lambda s: live.update(progress_table(name, s))
             )
-        except PipelineFailed as failure:
+        except PipelineFailedError as failure:
             console.print(f"[bold red]pipeline {name} failed[/]: {failure.result.error}")
             console.print(f"full log: {failure.result.log_path}")
             raise typer.Exit(1) from failure
-    console.print(f"[green]pipeline {name} succeeded[/] in {result.seconds:.1f}s (log: {result.log_path})")
+    console.print(
+        f"[green]pipeline {name} succeeded[/] in {result.seconds:.1f}s (log: {result.log_path})"
+    )
     return result
 
 
@@ -96,7 +100,9 @@ def run_cmd(
         console.print(f"[red]unknown pipeline {name!r}[/]; choose from {sorted(PIPELINES.keys())}")
         raise typer.Exit(2)
     if not local:
-        console.print("[red]only --local runs are supported by dexctl; submit the compiled YAML to KFP[/]")
+        console.print(
+            "[red]only --local runs are supported by dexctl; submit the compiled YAML to KFP[/]"
+        )
         raise typer.Exit(2)
     overrides: dict[str, object] = {}
     for item in param:

@@ -1,0 +1,39 @@
+"""Operator configuration from ``DEX_*`` environment variables (the Deployment sets them)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEX_", extra="ignore")
+
+    mlflow_url: str = Field(
+        default="http://mlflow.dex.svc:5000", description="MLflow tracking server (REST API)."
+    )
+    prometheus_url: str = Field(
+        default="http://prometheus.monitoring.svc:9090", description="Prometheus for analysis."
+    )
+    monitor_url: str = Field(
+        default="http://dex-monitor.dex.svc:8080",
+        description="DEX drift monitor; its /metrics exposes dex_drift_share{model,version}.",
+    )
+    kserve_namespace: str = Field(
+        default="kserve", description="Namespace of the inferenceservice-config ConfigMap."
+    )
+    resync_seconds: float = Field(
+        default=5.0, gt=0, description="Level-based re-reconcile period per DexModel."
+    )
+    registry_poll_seconds: float = Field(
+        default=30.0, gt=0, description="How often alias-following models ask the registry."
+    )
+    worker_limit: int = Field(default=20, ge=1, description="Concurrent kopf object workers.")
+    http_timeout: float = Field(default=10.0, gt=0, description="Registry/Prometheus timeout.")
+    metrics_port: int = Field(default=8080, ge=0, description="Prometheus /metrics port; 0=off.")
+    liveness_port: int = Field(default=8081, ge=0, description="kopf /healthz port; 0=off.")
+    bind_host: str = Field(default="0.0.0.0", description="Address metrics/liveness bind to.")
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty = cluster-wide."
+    )
+    operator_name: str = Field(default="dex-operator", description="Event reporting component.")

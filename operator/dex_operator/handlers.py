@@ -1,0 +1,452 @@
+"""kopf wiring: settings, and one level-based ``reconcile`` called from every trigger.
+
+create/update/resume react at once; a timer re-runs ``reconcile`` every ``resync_seconds``
+to notice InferenceService readiness, hold expiry and registry alias moves. ``reconcile``
+always re-reads the DexModel (kopf's timer body may predate our last status write), asks
+the pure engine (``rollout.decide``) what to do, writes status *first* (with the
+resourceVersion it read, so a concurrent writer makes it retry instead of overwrite), then
+converges the InferenceService. A crash between the two leaves status ahead of the ISVC,
+and the next reconcile re-applies the same plan: steps are never skipped nor repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from dex.contract import TAG_FEATURE_SERVICE
+from dex_operator import API_VERSION, GROUP, VERSION, isvc
+from dex_operator.analysis import (
+    AnalysisContext,
+    DexDriftProvider,
+    PrometheusProvider,
+    Provider,
+    evaluate,
+)
+from dex_operator.config import OperatorConfig
+from dex_operator.crd.models import DexModelSpec, DexModelStatus, InferenceServiceStatus
+from dex_operator.metrics import CANARY_WEIGHT, OUTCOME_BY_REASON, RECONCILE_SECONDS, ROLLOUTS
+from dex_operator.registry import MlflowRegistry, RegistryError
+from dex_operator.rollout import (
+    Decision,
+    ManualAction,
+    Observed,
+    Target,
+    decide,
+    set_condition,
+)
+
+PLURAL = "dexmodels"
+FINALIZER = f"{GROUP}/operator"
+ACTION_ANNOTATION = f"{GROUP}/rollout-action"
+ISVC_CONFIGMAP = "inferenceservice-config"
+
+CONFIG = OperatorConfig()
+log = logging.getLogger("dex_operator")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress and diff-base live in status / our own annotation so the user's metadata
+    # (what Argo CD compares) carries nothing of kopf's.
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Bounded concurrency: worker threads for sync handlers and per-object workers.
+    settings.batching.worker_limit = CONFIG.worker_limit
+    settings.execution.max_workers = CONFIG.worker_limit
+    # Watches are re-established every ~5 min by the server, the client gives up a little
+    # later, so a silently dead connection is noticed within minutes, not hours.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.posting.reporting_component = CONFIG.operator_name
+    settings.posting.level = logging.INFO
+    settings.posting.loggers = False  # only the explicit rollout Events, not every log line
+    # No CRD/namespace scanning: the CRDs exist before the operator starts (kustomize order),
+    # and the ClusterRole then needs no read access to CRDs or namespaces.
+    settings.scanning.disabled = True
+    _kube()
+
+
+@cache
+def _kube() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(_kube())
+
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(namespace: str, name: str) -> threading.Lock:
+    # Timers and change handlers for one object may run in parallel threads.
+    with _locks_guard:
+        return _locks.setdefault((namespace, name), threading.Lock())
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def on_change(name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace, "DexModel is namespaced"
+    reconcile(namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=0.5)
+def resync(name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace, "DexModel is namespaced"
+    reconcile(namespace, name)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def on_delete(name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace, "DexModel is namespaced"
+    # The InferenceService goes with its owner (garbage collector); only our gauge remains.
+    with contextlib.suppress(KeyError):
+        CANARY_WEIGHT.remove(namespace, name)
+
+
+def reconcile(namespace: str, name: str, now: datetime | None = None) -> None:
+    with _lock(namespace, name), RECONCILE_SECONDS.time():
+        try:
+            _reconcile(namespace, name, now or datetime.now(UTC))
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                log.info("reconcile %s/%s: %s, retrying next resync", namespace, name, exc.reason)
+                return
+            raise
+
+
+def _get_dexmodel(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
+def _get_isvc(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
+            isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, namespace, isvc.ISVC_PLURAL, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
+_mode_cache: tuple[float, str | None] | None = None
+
+
+def _cluster_default_mode() -> str | None:
+    """KServe's cluster-wide default mode, cached for a minute (it rarely changes)."""
+    global _mode_cache
+    now = datetime.now(UTC).timestamp()
+    if _mode_cache and now - _mode_cache[0] < 60:
+        return _mode_cache[1]
+    try:
+        cm = client.CoreV1Api(_kube()).read_namespaced_config_map(
+            ISVC_CONFIGMAP, CONFIG.kserve_namespace
+        )
+        value = isvc.cluster_default_mode(cm.data)
+    except ApiException as exc:
+        if exc.status not in (403, 404):
+            raise
+        value = None
+    _mode_cache = (now, value)
+    return value
+
+
+class SourceError(RuntimeError):
+    """spec.model cannot be resolved right now; reported in status, retried on resync."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _resolve_target(spec: DexModelSpec, status: DexModelStatus, now: datetime) -> Target:
+    src = spec.model
+    if src.storage_uri:
+        digest = hashlib.sha256(src.storage_uri.encode()).hexdigest()[:8]
+        return Target(src.storage_uri, f"uri-{digest}")
+    key = f"{src.name}:{src.version}" if src.version else f"{src.name}@{src.alias}"
+    fresh = status.registry_checked_at is not None and (
+        src.version is not None
+        or now - status.registry_checked_at < timedelta(seconds=CONFIG.registry_poll_seconds)
+    )
+    if status.resolved_from == key and fresh and status.resolved_storage_uri:
+        return Target(status.resolved_storage_uri, status.resolved_version or "")
+    registry = MlflowRegistry(src.registry_url or CONFIG.mlflow_url, timeout=CONFIG.http_timeout)
+    try:
+        resolved = registry.resolve(src)
+    except RegistryError as exc:
+        raise SourceError("RegistryError", str(exc)) from exc
+    finally:
+        registry.close()
+    trained_on = resolved.tags.get(TAG_FEATURE_SERVICE)
+    if spec.features and trained_on and trained_on != spec.features.feature_service:
+        raise SourceError(
+            "FeatureServiceMismatch",
+            f"version {resolved.version} was trained on feature service {trained_on!r}, "
+            f"spec.features.featureService is {spec.features.feature_service!r}",
+        )
+    status.resolved_from, status.registry_checked_at = key, now
+    status.resolved_version, status.resolved_storage_uri = resolved.version, resolved.storage_uri
+    return Target(resolved.storage_uri, resolved.version)
+
+
+def _providers(spec: DexModelSpec) -> dict[str, Provider]:
+    return {
+        "prometheus": PrometheusProvider(
+            spec.rollout.prometheus_url or CONFIG.prometheus_url, timeout=CONFIG.http_timeout
+        ),
+        "dexDrift": DexDriftProvider(CONFIG.monitor_url, timeout=CONFIG.http_timeout),
+    }
+
+
+def _action(meta: dict[str, Any]) -> ManualAction | None:
+    value = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    if value == "promote":
+        return "promote"
+    if value == "abort":
+        return "abort"
+    return None
+
+
+def _reconcile(namespace: str, name: str, now: datetime) -> None:
+    obj = _get_dexmodel(namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return
+    meta = obj["metadata"]
+    spec = DexModelSpec.model_validate(obj["spec"])
+    raw_status = {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
+    before = DexModelStatus.model_validate(raw_status)
+    status = before.model_copy(deep=True)
+    status.observed_generation = meta.get("generation")
+
+    try:
+        target = _resolve_target(spec, status, now)
+    except SourceError as exc:
+        _report_source_error(obj, status, before, exc, now)
+        return
+
+    current = _get_isvc(namespace, name)
+    if current is not None and not _owned_by(current, meta["uid"]):
+        kopf.warn(
+            _ref(obj),
+            reason="NotOwned",
+            message=f"InferenceService {name} exists and is not owned by this DexModel",
+        )
+        return
+    mode = isvc.resolve_mode(spec, current, _cluster_default_mode())
+    prior_plan = isvc.plan_from_status(
+        status.stable_storage_uri,
+        status.stable_version,
+        status.canary_storage_uri,
+        status.canary_version,
+        status.canary_weight,
+    )
+    observed, mirror = isvc.observe(current, mode, prior_plan)
+    action = _action(meta)
+
+    decision = decide(spec, status, target, observed, now=now, action=action)
+    if decision.analysis_due:
+        decision = _with_analysis(
+            spec, status, target, observed, now, action, namespace, name, mirror
+        )
+
+    new = decision.status
+    new.inference_service = mirror or InferenceServiceStatus(name=name)
+    if new.model_dump(mode="json") != before.model_dump(mode="json"):
+        _custom().patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {
+                "metadata": {"resourceVersion": meta["resourceVersion"]},
+                "status": new.model_dump(by_alias=True, mode="json"),
+            },
+        )
+    _emit(obj, decision, before)
+    if decision.plan is not None:
+        _converge_isvc(obj, spec, decision, mode, current)
+    if action is not None and new.last_action is not None:
+        _custom().patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": {ACTION_ANNOTATION: None}}},
+        )
+
+
+def _with_analysis(
+    spec: DexModelSpec,
+    status: DexModelStatus,
+    target: Target,
+    observed: Observed,
+    now: datetime,
+    action: ManualAction | None,
+    namespace: str,
+    name: str,
+    mirror: InferenceServiceStatus | None,
+) -> Decision:
+    revision = (mirror.canary_revision if mirror else None) or ""
+    ctx = AnalysisContext(
+        model=spec.model.name or name,
+        namespace=namespace,
+        revision=revision,
+        version=status.canary_version or "",
+    )
+    results = evaluate(spec.rollout.analysis, _providers(spec), ctx)
+    log.info("analysis %s/%s: %s", namespace, name, [(r.name, r.value, r.passed) for r in results])
+    return decide(spec, status, target, observed, now=now, analysis=results, action=action)
+
+
+def _ref(obj: dict[str, Any]) -> Any:
+    """kopf's event API is typed for its Body wrapper; it only reads the object reference."""
+    return obj
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+def _report_source_error(
+    obj: dict[str, Any],
+    status: DexModelStatus,
+    before: DexModelStatus,
+    exc: SourceError,
+    now: datetime,
+) -> None:
+    status.message = str(exc)
+    if status.stable_storage_uri is None:
+        status.phase = "Failed" if exc.reason == "FeatureServiceMismatch" else "Pending"
+    set_condition(
+        status,
+        "Ready" if status.stable_storage_uri is None else "Degraded",
+        status.stable_storage_uri is not None,
+        exc.reason,
+        str(exc),
+        now,
+    )
+    if status.model_dump(mode="json") != before.model_dump(mode="json"):
+        meta = obj["metadata"]
+        _custom().patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            meta["namespace"],
+            PLURAL,
+            meta["name"],
+            {
+                "metadata": {"resourceVersion": meta["resourceVersion"]},
+                "status": status.model_dump(by_alias=True, mode="json"),
+            },
+        )
+        kopf.warn(_ref(obj), reason=exc.reason, message=str(exc))
+
+
+def _emit(obj: dict[str, Any], decision: Decision, before: DexModelStatus) -> None:
+    meta = obj["metadata"]
+    for event in decision.events:
+        kopf.event(_ref(obj), type=event.type, reason=event.reason, message=event.message)
+        log.info("%s/%s %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
+        if outcome := OUTCOME_BY_REASON.get(event.reason):
+            ROLLOUTS.labels(outcome).inc()
+    if decision.status.phase == "Failed" and before.phase != "Failed":
+        ROLLOUTS.labels("failed").inc()
+    CANARY_WEIGHT.labels(meta["namespace"], meta["name"]).set(decision.status.canary_weight)
+
+
+def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch turning ``old`` into ``new`` (removed keys become null)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(old.get(key), dict):
+            sub = merge_diff(old[key], value)
+            if sub:
+                patch[key] = sub
+        elif old.get(key) != value or key not in old:
+            patch[key] = value
+    return patch
+
+
+def _converge_isvc(
+    obj: dict[str, Any],
+    spec: DexModelSpec,
+    decision: Decision,
+    mode: isvc.Mode,
+    current: dict[str, Any] | None,
+) -> None:
+    meta = obj["metadata"]
+    assert decision.plan is not None
+    desired = isvc.render(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        owner={
+            "apiVersion": API_VERSION,
+            "kind": "DexModel",
+            "name": meta["name"],
+            "uid": meta["uid"],
+        },
+        spec=spec,
+        plan=decision.plan,
+        mode=mode,
+    )
+    api = _custom()
+    if current is None:
+        api.create_namespaced_custom_object(
+            isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, meta["namespace"], isvc.ISVC_PLURAL, desired
+        )
+        return
+    want_hash = desired["metadata"]["annotations"][isvc.SPEC_HASH_ANNOTATION]
+    have = current["metadata"].get("annotations") or {}
+    if have.get(isvc.SPEC_HASH_ANNOTATION) == want_hash:
+        return
+    patch = {
+        "metadata": {
+            "resourceVersion": current["metadata"]["resourceVersion"],
+            "labels": desired["metadata"]["labels"],
+            "annotations": desired["metadata"]["annotations"],
+        },
+        "spec": merge_diff(current.get("spec") or {}, desired["spec"]),
+    }
+    api.patch_namespaced_custom_object(
+        isvc.KSERVE_GROUP,
+        isvc.KSERVE_VERSION,
+        meta["namespace"],
+        isvc.ISVC_PLURAL,
+        meta["name"],
+        patch,
+    )

@@ -1,0 +1,323 @@
+"""Test support (like ``kopf.testing``): the operator as a real subprocess, and a stand-in
+for the KServe *controller*.
+
+There is no KServe controller without nodes and Knative, so ``KServeStandIn`` plays its part
+through the real API: it watches InferenceServices and patches their ``status`` subresource
+the way KServe reports revisions, traffic and readiness in each deployment mode. Everything
+else (API server, CRDs, validation, ownerReferences, RBAC, the operator) is real. Never
+imported by the operator itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from dex_operator.isvc import ISVC_PLURAL, KSERVE_GROUP, KSERVE_VERSION, MODE_ANNOTATION
+
+
+@dataclass
+class _Knative:
+    revisions: list[tuple[str, str]] = field(default_factory=list)  # (name, config hash)
+    ready_at: dict[str, float] = field(default_factory=dict)
+    rolled_out: str | None = None
+    previous: str | None = None
+
+
+@dataclass
+class _Standard:
+    ready_at: dict[str, float] = field(default_factory=dict)
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class KServeStandIn:
+    """Reports InferenceService status like KServe would; new revisions/variants become
+    Ready ``ready_after`` seconds after they first appear."""
+
+    def __init__(self, kubeconfig: Path, *, ready_after: float = 0.3) -> None:
+        self.api_client = config.new_client_from_config(config_file=str(kubeconfig))
+        self.api = client.CustomObjectsApi(self.api_client)
+        self.ready_after = ready_after
+        self.weights: dict[tuple[str, str], list[int | None]] = {}
+        self.creation_seen: dict[tuple[str, str], float] = {}
+        self._knative: dict[tuple[str, str], _Knative] = {}
+        self._standard: dict[tuple[str, str], _Standard] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._watch, daemon=True, name="kserve-watch"),
+            threading.Thread(target=self._work, daemon=True, name="kserve-work"),
+        ]
+
+    def __enter__(self) -> KServeStandIn:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.api_client.close()
+
+    def history(self, namespace: str, name: str) -> list[int | None]:
+        """Canary weights KServe was asked for, in order (None = no canary), deduplicated."""
+        with self._cond:
+            return list(self.weights.get((namespace, name), []))
+
+    # ------------------------------------------------------------------ event plumbing
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                stream = watch.Watch().stream(
+                    self.api.list_cluster_custom_object,
+                    KSERVE_GROUP,
+                    KSERVE_VERSION,
+                    ISVC_PLURAL,
+                    timeout_seconds=5,
+                )
+                for event in stream:
+                    meta = event["object"]["metadata"]
+                    key = (meta["namespace"], meta["name"])
+                    with self._cond:
+                        self.creation_seen.setdefault(key, time.monotonic())
+                        self._dirty.add(key)
+                        self._cond.notify()
+                    if self._stop.is_set():
+                        return
+            except Exception:  # a dropped watch is simply re-established
+                time.sleep(0.2)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                self._cond.wait(timeout=0.1)
+                keys, self._dirty = self._dirty, set()
+            # Revisions becoming Ready are events too: revisit anything with a readiness
+            # time in the future or just past.
+            horizon = time.monotonic() - 1.0
+            for key, ready_at in self._ready_maps():
+                if any(t > horizon for t in ready_at.values()):
+                    keys.add(key)
+            for key in keys:
+                try:
+                    self._reconcile(*key)
+                except ApiException:
+                    with self._cond:
+                        self._dirty.add(key)
+
+    def _ready_maps(self) -> list[tuple[tuple[str, str], dict[str, float]]]:
+        return [(k, v.ready_at) for k, v in list(self._knative.items())] + [
+            (k, v.ready_at) for k, v in list(self._standard.items())
+        ]
+
+    # ------------------------------------------------------------------ KServe behaviour
+
+    def _reconcile(self, namespace: str, name: str) -> None:
+        try:
+            obj = self.api.get_namespaced_custom_object(
+                KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                self._knative.pop((namespace, name), None)
+                self._standard.pop((namespace, name), None)
+                return
+            raise
+        annotations = obj["metadata"].get("annotations") or {}
+        mode = annotations.get(MODE_ANNOTATION, "Standard")
+        spec = obj.get("spec") or {}
+        key = (namespace, name)
+        if mode in ("Knative", "Serverless"):
+            status, weight = self._knative_status(key, name, spec)
+        else:
+            status, weight = self._standard_status(key, spec)
+        with self._cond:
+            seen = self.weights.setdefault(key, [])
+            if not seen or seen[-1] != weight:
+                seen.append(weight)
+        status.update(
+            observedGeneration=obj["metadata"]["generation"],
+            deploymentMode="Knative" if mode in ("Knative", "Serverless") else "Standard",
+            url=f"http://{name}.{namespace}.example.com",
+        )
+        current = obj.get("status") or {}
+        if all(current.get(k) == v for k, v in status.items()):
+            return
+        self.api.patch_namespaced_custom_object_status(
+            KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL, name, {"status": status}
+        )
+
+    def _ready(self, ready_at: Mapping[str, float], rev: str | None) -> bool:
+        return rev is not None and time.monotonic() >= ready_at.get(rev, float("inf"))
+
+    @staticmethod
+    def _conditions(ready: bool) -> list[dict[str, str]]:
+        value = "True" if ready else "False"
+        return [
+            {"type": "PredictorReady", "status": value},
+            {"type": "Ready", "status": value},
+        ]
+
+    def _knative_status(
+        self, key: tuple[str, str], name: str, spec: dict[str, Any]
+    ) -> tuple[dict[str, Any], int | None]:
+        kn = self._knative.setdefault(key, _Knative())
+        predictor = dict(spec.get("predictor") or {})
+        canary_pct = predictor.pop("canaryTrafficPercent", None)
+        config_hash = _hash({"predictor": predictor, "transformer": spec.get("transformer")})
+        if not kn.revisions or kn.revisions[-1][1] != config_hash:
+            rev = f"{name}-predictor-{len(kn.revisions) + 1:05d}"
+            kn.revisions.append((rev, config_hash))
+            kn.ready_at[rev] = time.monotonic() + self.ready_after
+        latest = kn.revisions[-1][0]
+        latest_ready = next(
+            (r for r, _ in reversed(kn.revisions) if self._ready(kn.ready_at, r)), None
+        )
+        in_canary = canary_pct is not None and kn.rolled_out not in (None, latest)
+        if not in_canary and latest_ready == latest and kn.rolled_out != latest:
+            # Full rollout of the latest revision once it is Ready (no canary percent).
+            kn.previous, kn.rolled_out = kn.rolled_out, latest
+        if in_canary:
+            traffic = [
+                {
+                    "revisionName": kn.rolled_out,
+                    "percent": 100 - int(canary_pct),
+                    "tag": "prev",
+                    "latestRevision": False,
+                },
+                {
+                    "revisionName": latest,
+                    "percent": int(canary_pct),
+                    "tag": "latest",
+                    "latestRevision": True,
+                },
+            ]
+        else:
+            traffic = [
+                {
+                    "revisionName": kn.rolled_out or latest,
+                    "percent": 100,
+                    "latestRevision": (kn.rolled_out or latest) == latest,
+                }
+            ]
+        predictor_status = {
+            "latestCreatedRevision": latest,
+            "latestReadyRevision": latest_ready,
+            "latestRolledoutRevision": kn.rolled_out,
+            "previousRolledoutRevision": kn.previous,
+            "traffic": traffic,
+        }
+        stable_ready = self._ready(kn.ready_at, kn.rolled_out)
+        status = {
+            "components": {
+                "predictor": {k: v for k, v in predictor_status.items() if v is not None}
+            },
+            "conditions": self._conditions(stable_ready),
+        }
+        return status, (int(canary_pct) if in_canary else None)
+
+    def _standard_status(
+        self, key: tuple[str, str], spec: dict[str, Any]
+    ) -> tuple[dict[str, Any], int | None]:
+        sd = self._standard.setdefault(key, _Standard())
+        stable = (spec.get("predictor") or {}).get("name") or "predictor"
+        canaries = spec.get("canary") or []
+        for variant in [stable] + [(c.get("predictor") or {}).get("name", "") for c in canaries]:
+            sd.ready_at.setdefault(variant, time.monotonic() + self.ready_after)
+        statuses = [
+            {
+                "name": (c.get("predictor") or {}).get("name", ""),
+                "ready": self._ready(sd.ready_at, (c.get("predictor") or {}).get("name")),
+                "trafficPercent": int(c.get("trafficPercent") or 0),
+            }
+            for c in canaries
+        ]
+        status: dict[str, Any] = {
+            "conditions": self._conditions(self._ready(sd.ready_at, stable)),
+            "canaryStatuses": statuses,
+        }
+        weight = statuses[0]["trafficPercent"] if statuses else None
+        return status, weight
+
+
+class OperatorProcess:
+    """``python -m dex_operator`` as a real subprocess (its own process group, so a SIGKILL
+    takes exactly it and nothing else)."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: Mapping[str, str]) -> None:
+        self.kubeconfig, self.log_path, self.env = kubeconfig, log_path, dict(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.liveness_port = int(self.env.get("DEX_LIVENESS_PORT", "0"))
+
+    def start(self, timeout: float = 60.0) -> OperatorProcess:
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
+        env.setdefault("DEX_BIND_HOST", "127.0.0.1")
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dex_operator"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        if self.liveness_port:
+            self._wait_live(timeout)
+        return self
+
+    def _wait_live(self, timeout: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"operator not live after {timeout}s; see {self.log_path}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no graceful shutdown."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

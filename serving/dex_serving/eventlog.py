@@ -1,0 +1,243 @@
+"""Inference events as CloudEvents, in the KServe logger's vocabulary.
+
+KServe's logger posts each request and response as a *binary-mode* CloudEvent: the body is the
+payload, attributes are ``ce-*`` headers (``ce-type: org.kubeflow.serving.inference.request``
+or ``...response``, one shared ``ce-id`` per inference, ``ce-inferenceservicename``,
+``ce-namespace``, ``ce-component``, ``ce-endpoint``). The monitor accepts exactly that, so a
+cluster can use KServe's own logger. Our :class:`InferenceLogger` batches for efficiency, using
+the standard batched content mode (``application/cloudevents-batch+json``).
+
+Logging never slows or fails the request path: events go into a bounded buffer drained by a
+background thread; what cannot be buffered or delivered is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dex_serving import logs
+
+log = logging.getLogger("dex.serving.eventlog")
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+EXTENSIONS = ("inferenceservicename", "namespace", "component", "endpoint", "modelversion")
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event with the KServe logger's extension attributes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: str = "1.0"
+    id: str
+    source: str
+    type: str
+    time: str | None = None
+    datacontenttype: str = "application/json"
+    inferenceservicename: str | None = None
+    namespace: str | None = None
+    component: str | None = None
+    endpoint: str | None = None
+    modelversion: str | None = Field(default=None, description="DEX extension: served version.")
+    data: Any = None
+
+    def binary_headers(self) -> dict[str, str]:
+        headers = {
+            "ce-specversion": self.specversion,
+            "ce-id": self.id,
+            "ce-source": self.source,
+            "ce-type": self.type,
+            "content-type": self.datacontenttype,
+        }
+        if self.time:
+            headers["ce-time"] = self.time
+        for name in EXTENSIONS:
+            value = getattr(self, name)
+            if value is not None:
+                headers[f"ce-{name}"] = str(value)
+        return headers
+
+    @classmethod
+    def from_binary(cls, headers: Mapping[str, str], data: Any) -> CloudEvent:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        attrs: dict[str, Any] = {
+            k[3:]: v for k, v in lowered.items() if k.startswith("ce-") and len(k) > 3
+        }
+        attrs["datacontenttype"] = lowered.get("content-type", "application/json")
+        return cls.model_validate({**attrs, "data": data})
+
+
+def inference_events(
+    *,
+    source: str,
+    service: str,
+    version: str | None,
+    request: Any,
+    response: Any,
+    component: str = "transformer",
+    namespace: str = "local",
+) -> tuple[CloudEvent, CloudEvent]:
+    """The request/response pair of one inference, sharing an id as KServe's logger does."""
+    event_id = str(uuid.uuid4())
+    now = datetime.now(UTC).isoformat()
+    common: dict[str, Any] = {
+        "id": event_id,
+        "source": source,
+        "time": now,
+        "inferenceservicename": service,
+        "namespace": namespace,
+        "component": component,
+        "endpoint": "default",
+        "modelversion": version,
+    }
+    return (
+        CloudEvent(type=REQUEST_TYPE, data=request, **common),
+        CloudEvent(type=RESPONSE_TYPE, data=response, **common),
+    )
+
+
+class _Metrics:
+    """Process-wide counters (prometheus_client's default registry, which kserve exposes)."""
+
+    _lock = threading.Lock()
+    _instance: _Metrics | None = None
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge
+
+        self.dropped = Counter(
+            "dex_inference_events_dropped",
+            "Inference events dropped instead of delivered to the monitor.",
+            ["reason"],
+        )
+        self.sent = Counter("dex_inference_events_sent", "Inference events acknowledged.")
+        self.buffered = Gauge("dex_inference_events_buffered", "Events waiting to be sent.")
+
+    @classmethod
+    def get(cls) -> _Metrics:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+
+class InferenceLogger:
+    """Bounded buffer + one sender thread posting batches to the monitor."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        capacity: int = 10_000,
+        batch_size: int = 200,
+        max_attempts: int = 5,
+        timeout_s: float = 5.0,
+    ) -> None:
+        import httpx
+
+        self.url = url
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.metrics = _Metrics.get()
+        self._queue: queue.Queue[CloudEvent] = queue.Queue(maxsize=capacity)
+        self._client = httpx.Client(timeout=timeout_s)
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dex-event-sender", daemon=True)
+        self._thread.start()
+
+    def log(self, *events: CloudEvent) -> None:
+        """Never blocks: a full buffer drops (and counts) the event."""
+        for event in events:
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self.metrics.dropped.labels(reason="buffer_full").inc()
+        self.metrics.buffered.set(self._queue.qsize())
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything buffered has been delivered or dropped."""
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while self._queue.qsize() or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.05))
+        return True
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.flush(timeout_s)
+        self._stop.set()
+        self._thread.join(timeout_s)
+        self._client.close()
+
+    def _batches(self) -> Iterator[list[CloudEvent]]:
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            with self._idle:
+                self._inflight = len(batch)
+            yield batch
+
+    def _run(self) -> None:
+        for batch in self._batches():
+            try:
+                self._deliver(batch)
+            finally:
+                with self._idle:
+                    self._inflight = 0
+                    self._idle.notify_all()
+                self.metrics.buffered.set(self._queue.qsize())
+
+    def _deliver(self, batch: list[CloudEvent]) -> None:
+        import httpx
+
+        body = "[" + ",".join(e.model_dump_json(exclude_none=True) for e in batch) + "]"
+        delay = 0.1
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self._client.post(
+                    self.url, content=body, headers={"content-type": BATCH_CONTENT_TYPE}
+                )
+                if response.is_success:
+                    self.metrics.sent.inc(len(batch))
+                    return
+                if 400 <= response.status_code < 500:
+                    # The monitor rejected the events themselves: retrying cannot help.
+                    log.warning(
+                        logs.kv(
+                            "events rejected", status=response.status_code, body=response.text[:200]
+                        )
+                    )
+                    self.metrics.dropped.labels(reason="rejected").inc(len(batch))
+                    return
+            except httpx.HTTPError as exc:
+                log.debug(logs.kv("event delivery failed", attempt=attempt, error=repr(exc)))
+            if self._stop.is_set():
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        log.warning(logs.kv("events dropped after retries", count=len(batch), url=self.url))
+        self.metrics.dropped.labels(reason="send_failed").inc(len(batch))

@@ -1,0 +1,136 @@
+"""Online features for the transformer, fetched exactly as the feature contract says."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dex.contract import FeatureContract
+from dex_serving import logs
+from dex_serving.payloads import EntityBatch, Matrix, PayloadError
+
+log = logging.getLogger("dex.serving.features")
+
+
+class ContractMismatchError(RuntimeError):
+    """The online feature service is not what the model was trained on."""
+
+
+def service_refs(store: Any, service_name: str) -> list[str]:
+    """``view:feature`` references of a Feast FeatureService, in service order."""
+    service = store.get_feature_service(service_name)
+    return [
+        f"{projection.name_to_use()}:{feature.name}"
+        for projection in service.feature_view_projections
+        for feature in projection.features
+    ]
+
+
+def contract_difference(contract_refs: list[str], online_refs: list[str]) -> str | None:
+    if contract_refs == online_refs:
+        return None
+    missing = [r for r in contract_refs if r not in online_refs]
+    extra = [r for r in online_refs if r not in contract_refs]
+    parts = []
+    if missing:
+        parts.append(f"missing online: {missing}")
+    if extra:
+        parts.append(f"not in the contract: {extra}")
+    if not parts:
+        parts.append(f"same features in a different order: online {online_refs}")
+    return "; ".join(parts)
+
+
+class OnlineFeatures:
+    """Feast online reads for one model version's contract."""
+
+    def __init__(self, repo: Path, contract: FeatureContract) -> None:
+        from feast import FeatureStore
+
+        self.contract = contract
+        self.store = FeatureStore(repo_path=str(repo))
+        self._check_service()
+        self.request_fields = self._request_fields()
+        self.columns = list(contract.feature_columns) or [
+            r.split(":", 1)[1] for r in contract.feature_refs
+        ]
+        self.full_names = all("__" in c for c in self.columns)
+        # Features whose absence means "unknown entity" rather than "value missing": the ones
+        # stored per entity (not computed on demand from the request).
+        odfv_names = {v.name for v in self.store.list_on_demand_feature_views()}
+        self.stored_columns = [
+            self._column(ref)
+            for ref in contract.feature_refs
+            if ref.split(":")[0] not in odfv_names
+        ]
+        unknown = [
+            c for c in self.columns if c not in {self._column(r) for r in contract.feature_refs}
+        ]
+        if unknown:
+            raise ContractMismatchError(
+                f"contract columns {unknown} are not among its feature refs"
+            )
+
+    def _column(self, ref: str) -> str:
+        view, name = ref.split(":", 1)
+        return f"{view}__{name}" if self.full_names else name
+
+    def _check_service(self) -> None:
+        name = self.contract.feature_service
+        try:
+            online = service_refs(self.store, name)
+        except Exception as exc:  # Feast raises its own *NotFound types per registry backend.
+            raise ContractMismatchError(
+                f"feature service '{name}' is not in the online registry: {exc}"
+            ) from exc
+        difference = contract_difference(self.contract.feature_refs, online)
+        if difference:
+            raise ContractMismatchError(
+                f"feature service '{name}' differs from the model's feature contract: {difference}"
+            )
+
+    def _request_fields(self) -> list[str]:
+        views = {ref.split(":")[0] for ref in self.contract.feature_refs}
+        fields: list[str] = []
+        for odfv in self.store.list_on_demand_feature_views():
+            if odfv.name not in views:
+                continue
+            for source in odfv.source_request_sources.values():
+                fields.extend(f.name for f in source.schema if f.name not in fields)
+        return fields
+
+    def fetch(self, batch: EntityBatch) -> Matrix:
+        """Feature matrix in contract column order; unknown entities are the client's error."""
+        key = self.contract.entity_key
+        rows = batch.entity_rows(key)
+        online = self.store.get_online_features(
+            features=self.contract.feature_refs,
+            entity_rows=rows,
+            full_feature_names=self.full_names,
+        ).to_dict()
+        unknown = [
+            k
+            for i, k in enumerate(batch.keys)
+            if all(online[c][i] is None for c in self.stored_columns)
+        ]
+        if unknown:
+            raise PayloadError(f"unknown {key} {unknown[:10]}: no online features")
+        matrix = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+        for j, column in enumerate(self.columns):
+            values = online[column]
+            missing = [batch.keys[i] for i, v in enumerate(values) if v is None]
+            if missing:
+                raise PayloadError(f"{key} {missing[:10]}: no online value for feature '{column}'")
+            matrix[:, j] = values
+        return matrix
+
+    def warm_up(self, key: int) -> None:
+        """The first read loads the registry and opens the store; pay that before 'ready'."""
+        batch = EntityBatch(keys=[key], request_values={f: [0.0] for f in self.request_fields})
+        try:
+            self.fetch(batch)
+        except PayloadError as exc:
+            log.info(logs.kv("warm-up read", result=str(exc)))

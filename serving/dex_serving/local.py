@@ -1,0 +1,253 @@
+"""Predictor, transformer and monitor as three local processes, for ``dexctl serve``, the demo
+and the tests.
+
+    with LocalServing(LocalServingConfig(model="models:/churn-classifier@champion")) as urls:
+        httpx.post(urls.predict_url, json={"instances": [{"customer_id": 1001}]})
+
+Each child's output is prefixed with its role (``[predictor] ...``) and written to one sink
+(stderr by default), so the interleaved logs stay readable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+
+from dex_serving.settings import DEFAULT_TRIGGER
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalServingConfig(BaseModel):
+    model: str = "models:/churn-classifier@champion"
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    feature_repo: Path
+    state_dir: Path = Field(description="Monitor database, reports, logs.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment (e.g. the Feast store paths)."
+    )
+    predictor_protocol: Literal["v1", "v2"] = "v1"
+    monitor: bool = True
+    window: int = 10_000
+    min_rows: int = 200
+    method: str = "wasserstein"
+    threshold: float = 0.1
+    drift_share: float = 0.5
+    interval_s: float = 10.0
+    trigger_command: str | None = DEFAULT_TRIGGER
+    trigger_cooldown_s: float = 600.0
+    start_timeout_s: float = 180.0
+    log_file: Path | None = Field(default=None, description="Children's logs; None: stderr.")
+
+
+class ServingURLs(BaseModel):
+    model_name: str
+    predictor: str
+    transformer: str
+    monitor: str | None
+
+    @property
+    def predict_url(self) -> str:
+        return f"{self.transformer}/v1/models/{self.model_name}:predict"
+
+    @property
+    def infer_url(self) -> str:
+        return f"{self.transformer}/v2/models/{self.model_name}/infer"
+
+
+class _Child:
+    def __init__(self, role: str, argv: list[str], env: dict[str, str], sink: IO[str]) -> None:
+        self.role = role
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        self.tail: list[str] = []
+        self._sink = sink
+        self._pump = threading.Thread(target=self._copy, name=f"log-{role}", daemon=True)
+        self._pump.start()
+
+    def _copy(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.tail = [*self.tail[-40:], line.rstrip()]
+            self._sink.write(f"[{self.role}] {line}")
+            self._sink.flush()
+
+    def check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            self._pump.join(2)
+            tail = "\n".join(self.tail[-15:])
+            raise RuntimeError(f"{self.role} exited with code {code}:\n{tail}")
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._pump.join(2)
+
+
+class LocalServing:
+    def __init__(self, config: LocalServingConfig) -> None:
+        self.config = config
+        self.children: dict[str, _Child] = {}
+        self.urls: ServingURLs | None = None
+        self._sink: IO[str] | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, **self.config.env}
+        env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        env.setdefault("FEAST_USAGE", "False")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+        return env
+
+    def _registry_args(self) -> list[str]:
+        args = ["--model", self.config.model]
+        if self.config.tracking_uri:
+            args += ["--tracking-uri", self.config.tracking_uri]
+        if self.config.registry_uri:
+            args += ["--registry-uri", self.config.registry_uri]
+        return args
+
+    def start(self) -> ServingURLs:
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.log_file is not None:
+            cfg.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = cfg.log_file.open("a", encoding="utf-8")
+        sink = self._sink or sys.stderr
+        env = self._env()
+        base = [sys.executable, "-m", "dex_serving.run"]
+        ports = {"predictor": free_port(), "transformer": free_port(), "monitor": free_port()}
+        name = _served_name(cfg.model)
+        urls = ServingURLs(
+            model_name=name,
+            predictor=f"http://127.0.0.1:{ports['predictor']}",
+            transformer=f"http://127.0.0.1:{ports['transformer']}",
+            monitor=f"http://127.0.0.1:{ports['monitor']}" if cfg.monitor else None,
+        )
+        if cfg.monitor:
+            self.children["monitor"] = _Child(
+                "monitor",
+                [
+                    *base, "monitor", *self._registry_args(),
+                    "--port", str(ports["monitor"]),
+                    "--state-dir", str(cfg.state_dir / "monitor"),
+                    "--window", str(cfg.window),
+                    "--min-rows", str(cfg.min_rows),
+                    "--method", cfg.method,
+                    "--threshold", str(cfg.threshold),
+                    "--drift-share", str(cfg.drift_share),
+                    "--interval", str(cfg.interval_s),
+                    "--trigger-command", cfg.trigger_command or "",
+                    "--trigger-cooldown", str(cfg.trigger_cooldown_s),
+                ],
+                env,
+                sink,
+            )  # fmt: skip
+        self.children["predictor"] = _Child(
+            "predictor",
+            [*base, "predictor", *self._registry_args(), "--port", str(ports["predictor"])],
+            env,
+            sink,
+        )
+        transformer = [
+            *base, "transformer", *self._registry_args(),
+            "--port", str(ports["transformer"]),
+            "--feature-repo", str(cfg.feature_repo),
+            "--predictor-host", f"127.0.0.1:{ports['predictor']}",
+            "--predictor-protocol", cfg.predictor_protocol,
+        ]  # fmt: skip
+        if urls.monitor:
+            transformer += ["--monitor-url", urls.monitor]
+        self.children["transformer"] = _Child("transformer", transformer, env, sink)
+        self.urls = urls
+        try:
+            self._wait_ready(urls)
+        except BaseException:
+            self.stop()
+            raise
+        return urls
+
+    def _wait_ready(self, urls: ServingURLs) -> None:
+        checks = {
+            "predictor": f"{urls.predictor}/v2/models/{urls.model_name}/ready",
+            "transformer": f"{urls.transformer}/v2/models/{urls.model_name}/ready",
+        }
+        if urls.monitor:
+            checks["monitor"] = f"{urls.monitor}/readyz"
+        deadline = time.monotonic() + self.config.start_timeout_s
+        pending = dict(checks)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for role, url in list(pending.items()):
+                    self.children[role].check_alive()
+                    try:
+                        if client.get(url).status_code == 200:
+                            del pending[role]
+                    except httpx.HTTPError:
+                        pass
+                if not pending:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"not ready after {self.config.start_timeout_s}s: {sorted(pending)}"
+                    )
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        # Transformer first: it flushes buffered inference events to a still-running monitor.
+        for role in ("transformer", "predictor", "monitor"):
+            child = self.children.pop(role, None)
+            if child is not None:
+                child.stop()
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def __enter__(self) -> ServingURLs:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _served_name(model: str) -> str:
+    from dex_serving.registry import ModelRef
+
+    ref = ModelRef.parse(model)
+    if not ref.name:
+        raise ValueError(f"LocalServing needs a registered model (models:/...), got {model}")
+    return ref.name

@@ -1,0 +1,125 @@
+"""Durable event storage: SQLite in WAL mode, ``synchronous=FULL``.
+
+:meth:`EventStore.add` returns only after the transaction is committed to disk, so an HTTP
+acknowledgement sent after it survives a crash (even SIGKILL) of the monitor. Events are keyed
+by (CloudEvent id, type): a sender retrying after a lost acknowledgement stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
+from dex_serving.monitor.rows import Row, feature_rows
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    model TEXT,
+    version TEXT,
+    received_at REAL NOT NULL,
+    attributes TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (id, type)
+);
+CREATE TABLE IF NOT EXISTS feature_rows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    model TEXT,
+    version TEXT,
+    row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feature_rows_model ON feature_rows (model, version, seq);
+"""
+
+ColumnsFor = Callable[[str | None, str | None], Sequence[str]]
+
+
+class EventStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # One connection guarded by a lock: writes are serialized by SQLite anyway, and
+        # FastAPI runs sync handlers on a thread pool.
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+
+    def add(
+        self, events: Sequence[CloudEvent], columns_for: ColumnsFor, default_version: str | None
+    ) -> int:
+        """Store events atomically; returns how many were new."""
+        now = time.time()
+        new = 0
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for event in events:
+                    model = event.inferenceservicename
+                    version = event.modelversion or default_version
+                    attributes = event.model_dump(exclude={"data"}, exclude_none=True)
+                    cursor = self._conn.execute(
+                        "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            event.id,
+                            event.type,
+                            model,
+                            version,
+                            now,
+                            json.dumps(attributes),
+                            json.dumps(event.data),
+                        ),
+                    )
+                    if cursor.rowcount != 1:
+                        continue
+                    new += 1
+                    if event.type == REQUEST_TYPE:
+                        rows = feature_rows(event.data, columns_for(model, version))
+                        self._conn.executemany(
+                            "INSERT INTO feature_rows (event_id, model, version, row) VALUES (?, ?, ?, ?)",
+                            [(event.id, model, version, json.dumps(r)) for r in rows],
+                        )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return new
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            events, requests = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(type = ?), 0) FROM events", (REQUEST_TYPE,)
+            ).fetchone()
+            (rows,) = self._conn.execute("SELECT COUNT(*) FROM feature_rows").fetchone()
+        return {"events": int(events), "requests": int(requests), "rows": int(rows)}
+
+    def event_ids(self) -> set[tuple[str, str]]:
+        with self._lock:
+            return {(i, t) for i, t in self._conn.execute("SELECT id, type FROM events")}
+
+    def versions(self) -> list[tuple[str | None, str | None]]:
+        with self._lock:
+            return list(self._conn.execute("SELECT DISTINCT model, version FROM feature_rows"))
+
+    def window(self, model: str | None, version: str | None, size: int) -> list[Row]:
+        """The latest ``size`` feature rows of one model version (the sliding window)."""
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT row FROM feature_rows WHERE model IS ? AND version IS ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (model, version, size),
+            ).fetchall()
+        return [json.loads(r) for (r,) in reversed(found)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

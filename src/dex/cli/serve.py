@@ -1,0 +1,84 @@
+"""``dexctl serve``: predictor + transformer + monitor for a registered model, locally."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dex.settings import get_settings
+
+console = Console(stderr=True)
+
+DEFAULT_TRIGGER = "dexctl pipeline run training --local"
+
+
+def serve_cmd(
+    alias: str = typer.Option("champion", help="Registry alias to serve."),
+    version: str = typer.Option(None, help="Serve this version instead of the alias."),
+    protocol: str = typer.Option("v1", help="Transformer -> predictor protocol: v1 or v2."),
+    monitor: bool = typer.Option(True, help="Start the drift monitor and log inferences to it."),
+    window: int = typer.Option(10_000, help="Drift window: latest N served rows."),
+    method: str = typer.Option("wasserstein", help="Evidently per-feature drift method."),
+    threshold: float = typer.Option(0.1, help="Per-feature drift threshold."),
+    drift_share: float = typer.Option(0.5, help="Share of drifted features that is dataset drift."),
+    interval: float = typer.Option(10.0, help="Seconds between drift computations."),
+    trigger: str = typer.Option(DEFAULT_TRIGGER, help="Command run on drift ('' disables)."),
+    log_file: Path = typer.Option(None, help="Write the servers' logs here instead of stderr."),
+) -> None:
+    """Serve the champion (or a version) with Feast online features; Ctrl-C stops."""
+    from dex.features import feast_env
+    from dex.registry import configure_mlflow
+    from dex_serving.local import LocalServing, LocalServingConfig
+
+    settings = get_settings()
+    configure_mlflow(settings)
+    model = settings.registered_model
+    ref = f"models:/{model}/{version}" if version else f"models:/{model}@{alias}"
+    config = LocalServingConfig(
+        model=ref,
+        tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
+        registry_uri=os.environ.get("MLFLOW_REGISTRY_URI"),
+        feature_repo=settings.feature_repo.resolve(),
+        state_dir=settings.state / "serving",
+        env=feast_env(settings),
+        predictor_protocol="v2" if protocol == "v2" else "v1",
+        monitor=monitor,
+        window=window,
+        method=method,
+        threshold=threshold,
+        drift_share=drift_share,
+        interval_s=interval,
+        trigger_command=trigger or None,
+        log_file=log_file,
+    )
+    with console.status(
+        f"starting predictor, transformer{', monitor' if monitor else ''} for {ref}"
+    ):
+        serving = LocalServing(config)
+        urls = serving.start()
+    try:
+        table = Table(title=f"serving {ref}")
+        table.add_column("endpoint")
+        table.add_column("url")
+        table.add_row("V1 predict", urls.predict_url)
+        table.add_row("V2 infer", urls.infer_url)
+        table.add_row("predictor", urls.predictor)
+        if urls.monitor:
+            table.add_row("monitor", f"{urls.monitor}  (/metrics /drift /report)")
+        console.print(table)
+        console.print(
+            f'try: curl -s {urls.predict_url} -d \'{{"instances": [{{"customer_id": 1000}}]}}\''
+        )
+        while True:
+            for child in serving.children.values():
+                child.check_alive()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        serving.stop()

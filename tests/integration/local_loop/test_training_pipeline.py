@@ -1,0 +1,134 @@
+"""The training pipeline end to end through kfp.local: every step a real subprocess,
+real Feast file offline store, real MLflow tracking + registry on SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from dex.contract import FeatureContract
+from dex.local_runner import PipelineFailedError, default_parameters, run_local
+
+# LocalState comes from this folder's conftest (fixture ``local_state``).
+LocalState = Any
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="local-loop")]
+
+TRIALS = 3
+
+
+def run_training(state: LocalState, **overrides: object) -> None:
+    params = {**default_parameters("training", state.settings), "n_trials": TRIALS, **overrides}
+    run_local("training", params, state.settings)
+
+
+def newest(root: Path, task: str, output: str) -> Path:
+    runs = sorted(root.glob("dex-training-*"), key=lambda p: p.stat().st_mtime)
+    assert runs, f"no training run under {root}"
+    path = runs[-1] / task / output
+    assert path.exists(), f"{path} missing"
+    return path
+
+
+def test_training_then_retraining_on_drifted_data(local_state: LocalState) -> None:
+    import mlflow
+
+    settings = local_state.settings
+    run_training(local_state)
+
+    client = mlflow.MlflowClient()
+    name = settings.registered_model
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == "1"
+    contract = FeatureContract.from_tags(champion.tags)
+    assert contract.feature_service == "churn_v1"
+    assert contract.feature_refs[0] == "customer_profile:tenure_months"
+    assert "customer_ratios:tickets_per_session" in contract.feature_refs
+    assert contract.feature_columns == [r.split(":")[1] for r in contract.feature_refs]
+    assert (contract.entity_key, contract.label) == ("customer_id", "churned")
+    assert champion.tags["dex.decision"] == "champion"
+
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["holdout_roc_auc"] >= 0.72, run.data.metrics
+    assert run.data.metrics["holdout_accuracy"] >= 0.75
+    # the signature lists exactly the contract's columns, in order
+    model_info = mlflow.models.get_model_info(f"models:/{name}/1")
+    assert [c["name"] for c in json.loads(model_info.signature.inputs.to_json())] == (
+        contract.feature_columns
+    )
+    # tuning trials are nested runs under the tune parent
+    tune_parent = run.data.tags["mlflow.parentRunId"]
+    trials = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tune_parent}'"
+    )
+    assert len([t for t in trials if t.info.run_name.startswith("trial-")]) == TRIALS
+
+    root = settings.pipeline_root
+    html = newest(root, "evaluate-model", "drift_report").read_text()
+    assert len(html) > 50_000
+    assert "<html" in html.lower()
+    decision = newest(root, "register-and-promote", "decision_report").read_text()
+    assert "**champion**" in decision
+    quality = newest(root, "validate-data", "quality_report").read_text()
+    assert "| not_null | customer_id | pass |" in quality
+
+    # A drifted, later batch: the gate compares the new model with the champion on the
+    # newest holdout and records its decision either way.
+    local_state.add_batch(seed=12, drift=0.8, customers=2000, start=local_state.second_batch_start)
+    run_training(local_state)
+    second = client.get_model_version(name, "2")
+    assert second.tags["dex.decision"] in {"champion", "challenger"}
+    assert second.tags["dex.reasons"]
+    aliases = client.get_registered_model(name).aliases
+    assert str(aliases[second.tags["dex.decision"]]) == "2"
+    assert (
+        "| champion (before) | 1 |"
+        in newest(root, "register-and-promote", "decision_report").read_text()
+    )
+
+
+def write_labels(state: LocalState, frame: pd.DataFrame, name: str) -> str:
+    path = state.settings.data_dir / name
+    frame.to_parquet(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing_column", r"column 'churned': column_present"),
+        ("null_keys", r"column 'customer_id': not_null \(5 null values\)"),
+        ("empty", r"not_empty \(0 rows"),
+        ("unknown_service", r"unknown feature service 'churn_v9'.*churn_v1"),
+    ],
+)
+def test_bad_input_fails_clearly_and_registers_nothing(
+    local_state: LocalState, case: str, expected: str
+) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    before = len(client.search_model_versions(f"name='{local_state.settings.registered_model}'"))
+    labels = pd.read_parquet(local_state.settings.data_dir / "churn_labels.parquet").head(200)
+    overrides: dict[str, object] = {}
+    if case == "missing_column":
+        overrides["entity_source"] = write_labels(
+            local_state, labels.drop(columns="churned"), f"{case}.parquet"
+        )
+    elif case == "null_keys":
+        labels["customer_id"] = labels["customer_id"].astype("Int64")
+        labels.loc[labels.index[:5], "customer_id"] = pd.NA
+        overrides["entity_source"] = write_labels(local_state, labels, f"{case}.parquet")
+    elif case == "empty":
+        overrides["entity_source"] = write_labels(local_state, labels.iloc[:0], f"{case}.parquet")
+    else:
+        overrides["feature_service"] = "churn_v9"
+
+    with pytest.raises(PipelineFailedError, match=expected):
+        run_training(local_state, **overrides)
+    after = len(client.search_model_versions(f"name='{local_state.settings.registered_model}'"))
+    assert after == before

@@ -1,0 +1,143 @@
+"""Helpers shared by the operator integration tests (kubectl, manifests, drift endpoint)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import yaml
+from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
+
+from dex.devcluster.processes import free_ports
+
+REPO = Path(__file__).resolve().parents[3]
+CRD_DIR = REPO / "manifests" / "crd"
+RBAC_DIR = REPO / "manifests" / "rbac"
+ISVC_CRD = Path(__file__).parent / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+
+
+def kubectl(
+    kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+class DriftEndpoint:
+    """A real Prometheus text endpoint exposing ``dex_drift_share{model,version}`` the way
+    the DEX monitor does; tests set the values."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.gauge = Gauge(
+            "dex_drift_share",
+            "Share of drifted features.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        (self.port,) = free_ports(1)
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server: WSGIServer = make_server(
+            "127.0.0.1", self.port, make_wsgi_app(self.registry), handler_class=Quiet
+        )
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def set(self, model: str, version: str, value: float) -> None:
+        self.gauge.labels(model, version).set(value)
+
+
+def dexmodel(
+    name: str,
+    namespace: str,
+    *,
+    version: str | None = None,
+    storage_uri: str | None = None,
+    steps: list[int] | None = None,
+    interval: str = "1s",
+    failure_limit: int = 1,
+    mode: str = "Standard",
+    drift_threshold: float | None = 0.3,
+    **rollout: Any,
+) -> dict[str, Any]:
+    model: dict[str, Any] = {"name": "churn-classifier"}
+    if version:
+        model["version"] = version
+    if storage_uri:
+        model = {"storageUri": storage_uri}
+    analysis = []
+    if drift_threshold is not None:
+        analysis.append(
+            {
+                "name": "drift",
+                "metric": "drift",
+                "provider": "dexDrift",
+                "threshold": drift_threshold,
+            }
+        )
+    return {
+        "apiVersion": "dex.dataenginex.io/v1alpha1",
+        "kind": "DexModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": model,
+            "serving": {"deploymentMode": mode},
+            "rollout": {
+                "steps": steps or [10, 50],
+                "interval": interval,
+                "failureLimit": failure_limit,
+                "analysis": analysis,
+                **rollout,
+            },
+        },
+    }
+
+
+def apply(kubeconfig: Path, obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(obj), check=False)
+
+
+def uri_version(storage_uri: str) -> str:
+    """The version label the operator gives a storageUri-only source (see handlers)."""
+    import hashlib
+
+    return "uri-" + hashlib.sha256(storage_uri.encode()).hexdigest()[:8]
+
+
+def get_json(kubeconfig: Path, *args: str) -> Any:
+    import json
+
+    return json.loads(kubectl(kubeconfig, "get", *args, "-o", "json").stdout)
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            return dict(cond)
+    return None
+
+
+def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, Any]]:
+    items = get_json(
+        kubeconfig, "events", "-n", namespace, f"--field-selector=involvedObject.name={name}"
+    )["items"]
+    return list(items)

@@ -1,0 +1,226 @@
+"""The operator (a real ``python -m dex_operator`` process) against the real API server:
+DexModel -> owned InferenceService -> Ready -> Promoted, and canary rollouts in both KServe
+deployment modes. The KServe controller is stood in for by ``KServeStandIn``, which patches
+InferenceService status through the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from opkit import (
+    DriftEndpoint,
+    apply,
+    condition,
+    dexmodel,
+    events_for,
+    get_json,
+    kubectl,
+    uri_version,
+)
+
+from dex.devcluster import eventually
+from dex_operator.testing import KServeStandIn, OperatorProcess
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.controlplane,
+    pytest.mark.xdist_group(name="controlplane"),
+]
+
+V1, V2, V3 = "s3://models/churn/1", "s3://models/churn/2", "s3://models/churn/3"
+
+
+@pytest.fixture(scope="module")
+def operator(operator_factory: object, kserve: KServeStandIn) -> OperatorProcess:
+    proc: OperatorProcess = operator_factory()  # type: ignore[operator]
+    return proc
+
+
+def phase(kubeconfig: Path, ns: str, name: str) -> str | None:
+    return get_json(kubeconfig, "dm", name, "-n", ns).get("status", {}).get("phase")
+
+
+def wait_phase(kubeconfig: Path, ns: str, name: str, want: str, timeout: float = 30) -> dict:
+    eventually(
+        lambda: phase(kubeconfig, ns, name) == want, timeout=timeout, what=f"{name} phase {want}"
+    )
+    return get_json(kubeconfig, "dm", name, "-n", ns)
+
+
+def set_uri(kubeconfig: Path, ns: str, name: str, uri: str) -> None:
+    kubectl(
+        kubeconfig,
+        "patch",
+        "dm",
+        name,
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        f'{{"spec":{{"model":{{"storageUri":"{uri}"}}}}}}',
+    )
+
+
+def test_create_owned_isvc_ready_promoted(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess, kserve: KServeStandIn
+) -> None:
+    obj = dexmodel("churn", namespace, storage_uri=V1, mode="Standard")
+    obj["spec"]["serving"].update(
+        minReplicas=1, maxReplicas=3, logger={"url": "http://monitor.dex:8080"}
+    )
+    obj["spec"]["features"] = {"featureService": "churn_v1", "entityKey": "customer_id"}
+    assert apply(kubeconfig, obj).returncode == 0
+    dm = wait_phase(kubeconfig, namespace, "churn", "Promoted")
+    isvc = get_json(kubeconfig, "isvc", "churn", "-n", namespace)
+    (ref,) = isvc["metadata"]["ownerReferences"]
+    assert ref["kind"] == "DexModel"
+    assert ref["uid"] == dm["metadata"]["uid"]
+    assert ref["controller"] is True
+    pred = isvc["spec"]["predictor"]
+    assert pred["model"]["storageUri"] == V1
+    assert pred["model"]["modelFormat"] == {"name": "sklearn"}
+    assert (pred["minReplicas"], pred["maxReplicas"]) == (1, 3)
+    assert pred["logger"]["url"] == "http://monitor.dex:8080"
+    assert "--feature_service=churn_v1" in isvc["spec"]["transformer"]["containers"][0]["args"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert dm["status"]["stableVersion"] == uri_version(V1)
+    assert condition(dm, "Ready")["status"] == "True"
+    assert dm["status"]["observedGeneration"] == dm["metadata"]["generation"]
+    assert dm["status"]["inferenceService"]["url"] == f"http://churn.{namespace}.example.com"
+
+
+@pytest.mark.parametrize("mode", ["Standard", "Knative"])
+def test_passing_canary_takes_every_step(
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    kserve: KServeStandIn,
+    drift: DriftEndpoint,
+    mode: str,
+) -> None:
+    name = f"pass-{mode.lower()}"
+    drift.set(name, uri_version(V2), 0.05)
+    assert (
+        apply(
+            kubeconfig, dexmodel(name, namespace, storage_uri=V1, mode=mode, steps=[10, 40, 70])
+        ).returncode
+        == 0
+    )
+    wait_phase(kubeconfig, namespace, name, "Promoted")
+    set_uri(kubeconfig, namespace, name, V2)
+    dm = wait_phase(kubeconfig, namespace, name, "Progressing", 15)
+    assert dm["status"]["canaryVersion"] == uri_version(V2)
+    dm = wait_phase(kubeconfig, namespace, name, "Promoted", 40)
+    assert dm["status"]["stableVersion"] == uri_version(V2)
+    assert kserve.history(namespace, name) == [None, 0, 10, 40, 70, None]
+    isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
+    if mode == "Knative":
+        assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+        assert isvc["spec"]["predictor"]["model"]["storageUri"] == V2
+    else:
+        assert "canary" not in isvc["spec"]
+        assert isvc["spec"]["predictor"]["name"] == isvc_variant(V2)
+    reasons = [e["reason"] for e in events_for(kubeconfig, namespace, name)]
+    assert reasons.count("StepStarted") == 3
+    assert "Promoted" in reasons
+
+
+def isvc_variant(uri: str) -> str:
+    from dex_operator.isvc import variant_name
+    from dex_operator.rollout import Target
+
+    return variant_name(Target(uri, uri_version(uri)))
+
+
+def test_failing_canary_rolls_back(
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    kserve: KServeStandIn,
+    drift: DriftEndpoint,
+) -> None:
+    name = "fail"
+    drift.set(name, uri_version(V3), 0.9)
+    assert (
+        apply(
+            kubeconfig, dexmodel(name, namespace, storage_uri=V1, steps=[10, 50], failure_limit=2)
+        ).returncode
+        == 0
+    )
+    wait_phase(kubeconfig, namespace, name, "Promoted")
+    set_uri(kubeconfig, namespace, name, V3)
+    dm = wait_phase(kubeconfig, namespace, name, "RolledBack", 40)
+    assert dm["status"]["stableVersion"] == uri_version(V1)
+    assert "canaryVersion" not in dm["status"]
+    degraded = condition(dm, "Degraded")
+    assert degraded is not None
+    assert degraded["status"] == "True"
+    assert degraded["reason"] == "AnalysisFailed"
+    assert kserve.history(namespace, name) == [None, 0, 10, None]
+    isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
+    assert "canary" not in isvc["spec"]  # stable keeps 100%
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == V1
+    events = events_for(kubeconfig, namespace, name)
+    rolled = [e for e in events if e["reason"] == "RolledBack"]
+    assert rolled
+    assert rolled[0]["type"] == "Warning"
+    assert "drift (drift) = 0.9" in rolled[0]["message"]
+    assert sum(e["reason"] == "AnalysisFailed" for e in events) == 2
+
+
+def test_abort_annotation_rolls_back(
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    kserve: KServeStandIn,
+    drift: DriftEndpoint,
+) -> None:
+    name = "manual"
+    drift.set(name, uri_version(V2), 0.01)
+    obj = dexmodel(name, namespace, storage_uri=V1, steps=[10, 50], paused=True)
+    assert apply(kubeconfig, obj).returncode == 0
+    wait_phase(kubeconfig, namespace, name, "Promoted")
+    set_uri(kubeconfig, namespace, name, V2)
+    wait_phase(kubeconfig, namespace, name, "Progressing")
+    kubectl(
+        kubeconfig,
+        "annotate",
+        "dm",
+        name,
+        "-n",
+        namespace,
+        "dex.dataenginex.io/rollout-action=abort",
+    )
+    dm = wait_phase(kubeconfig, namespace, name, "RolledBack")
+    assert condition(dm, "Degraded")["reason"] == "ManualAbort"
+    eventually(
+        lambda: (
+            "dex.dataenginex.io/rollout-action"
+            not in (
+                get_json(kubeconfig, "dm", name, "-n", namespace)["metadata"].get("annotations")
+                or {}
+            )
+        ),
+        timeout=10,
+        what="action annotation consumed",
+    )
+    # paused held the canary at 0%: no step was ever taken.
+    assert kserve.history(namespace, name) == [None, 0, None]
+
+
+def test_deleting_dexmodel_garbage_collects_isvc(
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    assert apply(kubeconfig, dexmodel("gone", namespace, storage_uri=V1)).returncode == 0
+    wait_phase(kubeconfig, namespace, "gone", "Promoted")
+    kubectl(kubeconfig, "delete", "dm", "gone", "-n", namespace, "--timeout=30s")
+    eventually(
+        lambda: (
+            kubectl(kubeconfig, "get", "isvc", "gone", "-n", namespace, check=False).returncode != 0
+        ),
+        timeout=30,
+        what="isvc garbage-collected",
+    )

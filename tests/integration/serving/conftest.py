@@ -1,0 +1,43 @@
+"""Serving fixtures: one sandbox world and one running predictor + transformer + monitor per
+worker. Modules using them carry ``xdist_group(name="serving")`` so they share one worker."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dex_serving.local import LocalServing, LocalServingConfig, ServingURLs
+from dex_serving.sandbox import World, build_in_subprocess
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_in_subprocess(tmp_path_factory.mktemp("serving-world"))
+
+
+@pytest.fixture(scope="session")
+def trigger_marker(world: World) -> Path:
+    return world.root / "trigger-fired"
+
+
+@pytest.fixture(scope="session")
+def stack(world: World, trigger_marker: Path) -> Iterator[ServingURLs]:
+    config = LocalServingConfig(
+        model=world.model,
+        tracking_uri=world.tracking_uri,
+        feature_repo=world.feature_repo,
+        state_dir=world.root / "serving",
+        env=world.env,
+        window=1000,
+        min_rows=200,
+        # Computations are forced by the tests through POST /drift/compute.
+        interval_s=3600,
+        trigger_command=f"{sys.executable} -c \"open('{trigger_marker}', 'a').write('fired\\n')\"",
+        trigger_cooldown_s=0,
+        log_file=world.root / "serving.log",
+    )
+    with LocalServing(config) as urls:
+        yield urls

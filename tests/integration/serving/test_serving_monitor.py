@@ -1,0 +1,193 @@
+"""The monitor: durable event storage across a crash, and drift detection on real traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
+from dex_serving.local import ServingURLs, free_port
+from dex_serving.sandbox import World
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
+
+
+def _wait(predicate: object, timeout_s: float, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def _counts(monitor: str) -> dict[str, int]:
+    return dict(httpx.get(f"{monitor}/events/count", timeout=5).json())
+
+
+def _send_batch(stack: ServingURLs, keys: list[int]) -> None:
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, len(keys), 100):
+            chunk = keys[i : i + 100]
+            response = client.post(
+                stack.predict_url, json={"instances": [{"customer_id": k} for k in chunk]}
+            )
+            assert response.status_code == 200, response.text
+
+
+def _compute(monitor: str) -> dict[str, Any]:
+    results = httpx.post(f"{monitor}/drift/compute", timeout=120).json()
+    assert len(results) == 1, results
+    return dict(results[0])
+
+
+def test_drifted_batch_is_flagged_and_normal_batch_is_not(
+    stack: ServingURLs, world: World, trigger_marker: Path
+) -> None:
+    assert stack.monitor is not None
+    window = 1000
+    normal, drifted = world.normal_ids[:window], world.drifted_ids[:window]
+    assert len(normal) == len(drifted) == window
+
+    before = _counts(stack.monitor)["rows"]
+    _send_batch(stack, normal)
+    _wait(lambda: _counts(stack.monitor)["rows"] >= before + window, 30, "normal rows stored")
+    calm = _compute(stack.monitor)
+    assert calm["rows"] == window
+    assert calm["method"] == "wasserstein"
+    assert calm["dataset_drift"] is False, calm
+    assert not trigger_marker.exists()
+
+    _send_batch(stack, drifted)
+    _wait(lambda: _counts(stack.monitor)["rows"] >= before + 2 * window, 30, "drifted rows stored")
+    shifted = _compute(stack.monitor)
+    assert shifted["dataset_drift"] is True, shifted
+    assert float(shifted["drift_share"]) > float(calm["drift_share"])
+    assert shifted["triggered"] is True
+    _wait(trigger_marker.exists, 30, "the trigger command to run")
+
+    metrics = httpx.get(f"{stack.monitor}/metrics").text
+    share_line = next(line for line in metrics.splitlines() if line.startswith("dex_drift_share{"))
+    assert 'model="churn-classifier"' in share_line
+    assert 'version="1"' in share_line
+    assert float(share_line.rsplit(" ", 1)[1]) == pytest.approx(float(shifted["drift_share"]))
+    assert 'dex_feature_drift_score{feature="sessions_7d"' in metrics or "sessions_7d" in metrics
+    report = httpx.get(f"{stack.monitor}/report")
+    assert report.status_code == 200
+    assert "<html" in report.text[:2000].lower()
+
+
+class _Monitor:
+    def __init__(self, world: World, state_dir: Path, port: int) -> None:
+        self.argv = [
+            sys.executable, "-m", "dex_serving.run", "monitor",
+            "--model", world.model, "--tracking-uri", world.tracking_uri,
+            "--state-dir", str(state_dir), "--port", str(port),
+            "--interval", "3600", "--trigger-command", "",
+        ]  # fmt: skip
+        self.env = {**os.environ, **world.env, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = (state_dir.parent / f"monitor-{port}.log").open("a")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+        def ready() -> bool:
+            assert self.proc is not None
+            assert self.proc.poll() is None, "monitor exited"
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(ready, 90, "monitor ready")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        self.log.close()
+
+
+def test_no_acknowledged_event_is_lost_across_a_monitor_crash(world: World, tmp_path: Path) -> None:
+    total, senders = 1200, 6
+    state = tmp_path / "monitor"
+    monitor = _Monitor(world, state, free_port())
+    monitor.start()
+    acked: list[str] = []
+    lock = threading.Lock()
+    columns = world.feature_columns
+    failures: list[str] = []
+
+    def send(worker: int) -> None:
+        with httpx.Client(timeout=5) as client:
+            for n in range(total // senders):
+                event = CloudEvent(
+                    id=str(uuid.uuid4()),
+                    source="test/durability",
+                    type=REQUEST_TYPE,
+                    inferenceservicename="churn-classifier",
+                    modelversion="1",
+                    data={"instances": [{c: float(worker * 1000 + n) for c in columns}]},
+                )
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        response = client.post(
+                            monitor.url,
+                            content=json.dumps(event.data).encode(),
+                            headers=event.binary_headers(),
+                        )
+                        if response.status_code == 200:
+                            with lock:
+                                acked.append(event.id)
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        failures.append(event.id)
+                        return
+                    time.sleep(0.05)
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(senders)]
+    try:
+        for t in threads:
+            t.start()
+        _wait(lambda: len(acked) >= total // 3, 60, "a third of the events acknowledged")
+        monitor.kill()
+        killed_at = len(acked)
+        monitor.start()
+        for t in threads:
+            t.join(180)
+        assert not failures
+        assert len(acked) == total
+        assert killed_at < total, "the crash happened after all events were sent"
+        counts = httpx.get(f"{monitor.url}/events/count").json()
+        assert counts["events"] == total
+        assert counts["rows"] == total
+    finally:
+        monitor.stop()
+    with sqlite3.connect(state / "events.sqlite") as db:
+        stored = {row[0] for row in db.execute("SELECT id FROM events")}
+    assert stored == set(acked)

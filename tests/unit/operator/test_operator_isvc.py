@@ -1,0 +1,223 @@
+"""InferenceService rendering and observation in both KServe deployment modes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dex_operator import isvc
+from dex_operator.crd.models import DexModelSpec
+from dex_operator.handlers import merge_diff
+from dex_operator.rollout import Plan, Target
+
+V1 = Target("s3://m/1", "1")
+V2 = Target("s3://m/2", "2")
+OWNER = {
+    "apiVersion": "dex.dataenginex.io/v1alpha1",
+    "kind": "DexModel",
+    "name": "churn",
+    "uid": "u-1",
+}
+
+
+def spec(**extra: Any) -> DexModelSpec:
+    return DexModelSpec.model_validate(
+        {"model": {"name": "churn-classifier", "version": "2"}, **extra}
+    )
+
+
+def test_knative_canary_uses_canary_traffic_percent() -> None:
+    out = isvc.render_spec(spec(), Plan(V1, V2, 25), "Knative", "churn")
+    assert out["predictor"]["canaryTrafficPercent"] == 25
+    assert out["predictor"]["model"]["storageUri"] == "s3://m/2"
+    assert "canary" not in out
+
+
+def test_knative_stable_only_has_no_canary_field() -> None:
+    out = isvc.render_spec(spec(), Plan(V1), "Knative", "churn")
+    assert "canaryTrafficPercent" not in out["predictor"]
+    assert out["predictor"]["model"] == {
+        "modelFormat": {"name": "sklearn"},
+        "storageUri": "s3://m/1",
+        "protocolVersion": "v2",
+    }
+
+
+def test_standard_canary_uses_named_variants() -> None:
+    out = isvc.render_spec(spec(), Plan(V1, V2, 10), "Standard", "churn")
+    assert out["predictor"]["name"] == "v1"
+    assert out["predictor"]["model"]["storageUri"] == "s3://m/1"
+    assert "canaryTrafficPercent" not in out["predictor"]
+    (canary,) = out["canary"]
+    assert canary["trafficPercent"] == 10
+    assert canary["predictor"]["name"] == "v2"
+    assert canary["predictor"]["model"]["storageUri"] == "s3://m/2"
+
+
+def test_serving_features_and_logger_are_rendered() -> None:
+    s = spec(
+        features={"featureService": "churn_v1", "entityKey": "customer_id"},
+        serving={
+            "minReplicas": 2,
+            "maxReplicas": 4,
+            "scaleMetric": "rps",
+            "scaleTarget": 50,
+            "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+            "logger": {"url": "http://monitor:8080"},
+            "runtime": "kserve-sklearnserver",
+        },
+    )
+    out = isvc.render_spec(s, Plan(V1), "Standard", "churn")
+    pred = out["predictor"]
+    assert (pred["minReplicas"], pred["maxReplicas"]) == (2, 4)
+    assert (pred["scaleMetric"], pred["scaleTarget"]) == ("rps", 50)
+    assert pred["logger"] == {"mode": "all", "url": "http://monitor:8080"}
+    assert pred["model"]["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}}
+    assert pred["model"]["runtime"] == "kserve-sklearnserver"
+    args = out["transformer"]["containers"][0]["args"]
+    assert "--feature_service=churn_v1" in args
+    assert "--entity_key=customer_id" in args
+
+
+def test_render_sets_controller_owner_and_hash() -> None:
+    obj = isvc.render(
+        name="churn", namespace="ns", owner=OWNER, spec=spec(), plan=Plan(V1), mode="Standard"
+    )
+    (ref,) = obj["metadata"]["ownerReferences"]
+    assert ref["uid"] == "u-1"
+    assert ref["controller"]
+    assert ref["blockOwnerDeletion"]
+    ann = obj["metadata"]["annotations"]
+    assert ann[isvc.MODE_ANNOTATION] == "Standard"
+    other = isvc.render(
+        name="churn",
+        namespace="ns",
+        owner=OWNER,
+        spec=spec(),
+        plan=Plan(V1, V2, 10),
+        mode="Standard",
+    )
+    assert (
+        other["metadata"]["annotations"][isvc.SPEC_HASH_ANNOTATION]
+        != ann[isvc.SPEC_HASH_ANNOTATION]
+    )
+
+
+@pytest.mark.parametrize(
+    ("status_mode", "annotation", "cluster", "declared", "expected"),
+    [
+        ("Knative", "Standard", "Standard", None, "Knative"),
+        (None, "RawDeployment", "Knative", None, "Standard"),
+        (None, "Serverless", None, None, "Knative"),
+        (None, None, "Serverless", None, "Knative"),
+        (None, None, None, None, "Standard"),
+        (None, None, "Knative", "Standard", "Standard"),
+    ],
+)
+def test_mode_precedence(
+    status_mode: str | None,
+    annotation: str | None,
+    cluster: str | None,
+    declared: str | None,
+    expected: str,
+) -> None:
+    obj: dict[str, Any] = {"metadata": {"annotations": {}}, "status": {}}
+    if status_mode:
+        obj["status"]["deploymentMode"] = status_mode
+    if annotation:
+        obj["metadata"]["annotations"][isvc.MODE_ANNOTATION] = annotation
+    s = spec(serving={"deploymentMode": declared} if declared else {})
+    assert isvc.resolve_mode(s, obj, cluster) == expected
+
+
+def test_cluster_default_mode_from_configmap() -> None:
+    assert (
+        isvc.cluster_default_mode({"deploy": '{"defaultDeploymentMode": "Knative"}'}) == "Knative"
+    )
+    assert isvc.cluster_default_mode({"deploy": "not json"}) is None
+    assert isvc.cluster_default_mode(None) is None
+
+
+def _obj(status: dict[str, Any], generation: int = 3) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "churn", "generation": generation},
+        "status": {
+            "observedGeneration": 3,
+            "url": "http://churn",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            **status,
+        },
+    }
+
+
+def test_observe_knative_canary() -> None:
+    status = {
+        "components": {
+            "predictor": {
+                "latestCreatedRevision": "churn-predictor-00002",
+                "latestReadyRevision": "churn-predictor-00002",
+                "latestRolledoutRevision": "churn-predictor-00001",
+                "traffic": [
+                    {"revisionName": "churn-predictor-00001", "percent": 75, "tag": "prev"},
+                    {
+                        "revisionName": "churn-predictor-00002",
+                        "percent": 25,
+                        "tag": "latest",
+                        "latestRevision": True,
+                    },
+                ],
+            }
+        }
+    }
+    observed, mirror = isvc.observe(_obj(status), "Knative", Plan(V1, V2, 25))
+    assert observed.current
+    assert observed.canary_ready
+    assert observed.canary_traffic == 25
+    assert mirror is not None
+    assert mirror.canary_revision == "churn-predictor-00002"
+    assert mirror.stable_revision == "churn-predictor-00001"
+    assert [t.percent for t in mirror.traffic] == [75, 25]
+
+
+def test_observe_knative_canary_not_ready_and_stale() -> None:
+    status = {
+        "components": {
+            "predictor": {
+                "latestCreatedRevision": "r-2",
+                "latestReadyRevision": "r-1",
+                "latestRolledoutRevision": "r-1",
+                "traffic": [{"revisionName": "r-1", "percent": 100}],
+            }
+        }
+    }
+    observed, _ = isvc.observe(_obj(status, generation=4), "Knative", Plan(V1, V2, 0))
+    assert not observed.current
+    assert not observed.canary_ready
+    assert observed.canary_traffic == 0
+
+
+def test_observe_standard_canary() -> None:
+    status = {"canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 10}]}
+    observed, mirror = isvc.observe(_obj(status), "Standard", Plan(V1, V2, 10))
+    assert observed.canary_ready
+    assert observed.canary_traffic == 10
+    assert observed.stable_ready
+    assert mirror is not None
+    assert [(t.revision, t.percent) for t in mirror.traffic] == [
+        ("v1", 90),
+        ("v2", 10),
+    ]
+
+
+def test_observe_missing() -> None:
+    observed, mirror = isvc.observe(None, "Standard", None)
+    assert not observed.exists
+    assert mirror is None
+
+
+def test_merge_diff_removes_and_replaces() -> None:
+    old = {"predictor": {"name": "v1", "minReplicas": 1}, "canary": [{"trafficPercent": 10}]}
+    new = {"predictor": {"name": "v2", "minReplicas": 1}}
+    assert merge_diff(old, new) == {"predictor": {"name": "v2"}, "canary": None}
+    assert merge_diff(new, new) == {}

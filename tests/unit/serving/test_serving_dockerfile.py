@@ -1,0 +1,43 @@
+"""Static checks of the serving image (no Docker engine here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dex.settings import REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "serving" / "Dockerfile"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def test_installs_only_the_serving_extra_and_runs_as_non_root() -> None:
+    steps = _instructions()
+    runs = " ".join(rest for kw, rest in steps if kw == "RUN")
+    assert 'pip install ".[serving]"' in runs
+    for other in ("[dev]", "[training]", "[operator]"):
+        assert other not in runs
+    users = [rest for kw, rest in steps if kw == "USER"]
+    assert users, "no USER instruction"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    assert steps[-2] == ("ENTRYPOINT", '["python", "-m", "dex_serving.run"]')
+
+
+def test_copied_sources_exist() -> None:
+    for kw, rest in _instructions():
+        if kw == "COPY" and not rest.startswith("--from"):
+            for source in rest.split()[:-1]:
+                assert (REPO_ROOT / source).exists(), source
+
+
+def test_entrypoint_module_exists() -> None:
+    assert Path(REPO_ROOT / "serving" / "dex_serving" / "run.py").is_file()
