@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-PINNED_REQUIREMENTS_PACKAGES = ("scikit-learn", "pandas", "numpy", "skops")
+PINNED_REQUIREMENTS_PACKAGES = ("scikit-learn", "pandas", "numpy", "cloudpickle")
 
 
 def build_estimator(params: dict[str, Any], seed: int) -> HistGradientBoostingClassifier:

@@ -21,6 +21,11 @@ from dex_components.model import build_estimator, pinned_requirements
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 MODEL_NAME_IN_RUN = "model"
 REFERENCE_SAMPLE_ROWS = 5000
+# cloudpickle, not MLflow's default skops: importing skops's trusted-type tables imports
+# all of scikit-learn (~9 s in every process that saves or loads a model: train, evaluate,
+# promote, the predictor). The registry is write-controlled, so its pickles are trusted;
+# a version from elsewhere should come in through the pipeline, not be loaded directly.
+SERIALIZATION_FORMAT = "cloudpickle"
 
 
 class TrainedModel(BaseModel):
@@ -38,7 +43,6 @@ def train_and_log(
     seed: int,
     parent_run_id: str | None = None,
 ) -> TrainedModel:
-    import skops.io
     from mlflow.models import infer_signature
 
     x, y = train[contract.feature_columns], train[contract.label]
@@ -46,8 +50,6 @@ def train_and_log(
     contract = contract.model_copy(update={"reference_data": REFERENCE_ARTIFACT})
     example = x.head(5)
     signature = infer_signature(example, model.predict_proba(example)[:, 1])
-    # skops refuses types it was not told to trust; trust exactly those of the model we built.
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
 
     tags = {**contract.to_tags(), "dex.step": "train"}
     if parent_run_id:
@@ -62,8 +64,7 @@ def train_and_log(
             signature=signature,
             input_example=example,
             pip_requirements=pinned_requirements(),
-            serialization_format="skops",
-            skops_trusted_types=trusted,
+            serialization_format=SERIALIZATION_FORMAT,
         )
         reference = train[[*contract.feature_columns, contract.label]]
         reference = reference.sample(min(len(reference), REFERENCE_SAMPLE_ROWS), random_state=seed)

@@ -118,6 +118,22 @@ def resync(name: str, namespace: str | None, **_: Any) -> None:
     reconcile(namespace, name)
 
 
+@kopf.on.event(
+    isvc.KSERVE_GROUP,
+    isvc.KSERVE_VERSION,
+    isvc.ISVC_PLURAL,
+    labels={isvc.MODEL_LABEL: kopf.PRESENT},
+)
+def on_isvc_event(meta: kopf.Meta, namespace: str | None, **_: Any) -> None:
+    # Like controller-runtime's Owns(): a change in the owned InferenceService (KServe
+    # reporting a Ready revision or new traffic) wakes its DexModel now, not at next resync.
+    # on.event keeps no state on the ISVC (on.field would annotate it).
+    assert namespace, "InferenceService is namespaced"
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "DexModel":
+            reconcile(namespace, ref["name"])
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def on_delete(name: str, namespace: str | None, **_: Any) -> None:
     assert namespace, "DexModel is namespaced"

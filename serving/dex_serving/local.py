@@ -251,3 +251,45 @@ def _served_name(model: str) -> str:
     if not ref.name:
         raise ValueError(f"LocalServing needs a registered model (models:/...), got {model}")
     return ref.name
+
+
+# ---------------------------------------------------------------- helpers for the demo
+
+
+def predict(urls: ServingURLs, keys: list[int], batch: int = 100) -> list[dict[str, object]]:
+    """V1 predictions through the transformer, ``batch`` entities per request."""
+    out: list[dict[str, object]] = []
+    with httpx.Client(timeout=60) as client:
+        for i in range(0, len(keys), batch):
+            response = client.post(
+                urls.predict_url,
+                json={"instances": [{"customer_id": k} for k in keys[i : i + batch]]},
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"prediction failed ({response.status_code}): {response.text}")
+            out.extend(response.json()["predictions"])
+    return out
+
+
+def wait_for_rows(urls: ServingURLs, at_least: int, timeout_s: float = 60.0) -> int:
+    """Block until the monitor stored ``at_least`` feature rows (the logger is asynchronous)."""
+    if urls.monitor is None:
+        raise ValueError("serving was started without a monitor")
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=5) as client:
+        while True:
+            rows = int(client.get(f"{urls.monitor}/events/count").json()["rows"])
+            if rows >= at_least:
+                return rows
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"monitor has {rows} rows, expected {at_least}")
+            time.sleep(0.2)
+
+
+def compute_drift(urls: ServingURLs) -> list[dict[str, object]]:
+    """Run the monitor's drift computation now (it also fires the trigger on drift)."""
+    if urls.monitor is None:
+        raise ValueError("serving was started without a monitor")
+    response = httpx.post(f"{urls.monitor}/drift/compute", timeout=300)
+    response.raise_for_status()
+    return list(response.json())

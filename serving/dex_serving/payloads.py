@@ -6,6 +6,7 @@ servers turn it into KServe's ``InvalidInput`` (HTTP 400) so bad input never bec
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,11 @@ def _check_batch(n: int, max_batch: int, what: str) -> None:
 
 def _instances(payload: object, max_batch: int) -> list[object]:
     if isinstance(payload, bytes | bytearray | str):
-        raise PayloadError("request body is not a JSON object")
+        # kserve hands over the raw body when the content type is not JSON (e.g. curl -d).
+        try:
+            payload = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PayloadError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(payload, Mapping):
         raise PayloadError(f"request body must be a JSON object, got {type(payload).__name__}")
     if "instances" not in payload:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
+from dex.registry import VersionSummary
 from dex.settings import get_settings
 
 console = Console()
@@ -61,3 +62,18 @@ def demo(
 
     console.print(Rule("registry"))
     console.print(versions_table(settings.registered_model))
+    newest = latest_version(settings.registered_model)
+    if newest is not None:
+        console.print(
+            f"gate decision for v{newest.version}: [bold]{newest.tags.get('dex.decision')}[/]"
+            f" — {newest.tags.get('dex.reasons', '')}"
+        )
+
+
+def latest_version(name: str) -> VersionSummary | None:
+    from mlflow import MlflowClient
+
+    from dex.registry import list_versions
+
+    versions = list_versions(MlflowClient(), name)
+    return versions[0] if versions else None

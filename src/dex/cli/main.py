@@ -3,12 +3,19 @@ libraries lazily, so ``dexctl --help`` stays fast."""
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from dex.cli import data, demo, dev, features, models, pipeline
 from dex.cli import monitor as monitor_cli
 from dex.cli import operator as operator_cli
 from dex.cli import serve as serve_cli
+
+# Library deprecation chatter (SQLAlchemy inside MLflow, Feast's experimental notices) is
+# not actionable for a dexctl user; it stays visible in tests and step logs.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*experimental feature.*")
 
 app = typer.Typer(
     name="dexctl",

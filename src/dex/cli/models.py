@@ -23,15 +23,15 @@ def versions_table(name: str | None = None) -> Table:
 
     configure_mlflow(get_settings())
     table = Table(title="registered model versions", title_justify="left")
-    for column in ("model", "version", "aliases", "decision", *KEY_METRICS.values(), "features"):
-        table.add_column(column, no_wrap=True)
+    for column in ("model", "v", "aliases", "decision", *KEY_METRICS.values(), "features"):
+        table.add_column(column, no_wrap=column != "model")
     for v in list_versions(MlflowClient(), name):
         table.add_row(
             v.name,
             v.version,
             ", ".join(v.aliases),
             v.tags.get("dex.decision", ""),
-            *(f"{v.metrics[m]:.4f}" if m in v.metrics else "" for m in KEY_METRICS),
+            *(f"{v.metrics[m]:.3f}" if m in v.metrics else "" for m in KEY_METRICS),
             v.tags.get("dex.feature_service", ""),
         )
     return table

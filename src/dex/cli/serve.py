@@ -72,7 +72,8 @@ def serve_cmd(
             table.add_row("monitor", f"{urls.monitor}  (/metrics /drift /report)")
         console.print(table)
         console.print(
-            f'try: curl -s {urls.predict_url} -d \'{{"instances": [{{"customer_id": 1000}}]}}\''
+            f"try: curl -s -H 'content-type: application/json' {urls.predict_url} "
+            """-d '{"instances": [{"customer_id": 1000}]}'"""
         )
         while True:
             for child in serving.children.values():

@@ -76,19 +76,37 @@ def test_training_then_retraining_on_drifted_data(local_state: LocalState) -> No
     quality = newest(root, "validate-data", "quality_report").read_text()
     assert "| not_null | customer_id | pass |" in quality
 
-    # A drifted, later batch: the gate compares the new model with the champion on the
-    # newest holdout and records its decision either way.
+    # A drifted, later batch. An unreachable quality gate makes the decision certain: the
+    # new version must be registered as challenger, champion untouched.
     local_state.add_batch(seed=12, drift=0.8, customers=2000, start=local_state.second_batch_start)
-    run_training(local_state)
+    run_training(local_state, min_roc_auc=0.999)
     second = client.get_model_version(name, "2")
-    assert second.tags["dex.decision"] in {"champion", "challenger"}
-    assert second.tags["dex.reasons"]
-    aliases = client.get_registered_model(name).aliases
-    assert str(aliases[second.tags["dex.decision"]]) == "2"
+    assert second.tags["dex.decision"] == "challenger"
+    assert "FAILED" in second.tags["dex.reasons"]
+    aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    assert aliases == {"champion": "1", "challenger": "2"}
     assert (
         "| champion (before) | 1 |"
         in newest(root, "register-and-promote", "decision_report").read_text()
     )
+
+    # evaluation: score the champion on the newest data, against its training reference
+    eval_params = {**default_parameters("evaluation", settings), "version_or_alias": "champion"}
+    run_local("evaluation", eval_params, settings)
+    eval_runs = sorted(root.glob("dex-evaluation-*"), key=lambda p: p.stat().st_mtime)
+    eval_html = (eval_runs[-1] / "evaluate-registered" / "drift_report").read_text()
+    assert len(eval_html) > 50_000
+
+    # promotion: challenger vs champion on the same data; aliases stay consistent either way
+    run_local("promotion", default_parameters("promotion", settings), settings)
+    promo_runs = sorted(root.glob("dex-promotion-*"), key=lambda p: p.stat().st_mtime)
+    report = (promo_runs[-1] / "promote-challenger" / "decision_report").read_text()
+    aliases = {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
+    if "**champion**" in report:
+        assert aliases == {"champion": "2"}
+    else:
+        assert aliases == {"champion": "1", "challenger": "2"}
+    assert client.get_model_version(name, "2").tags["dex.decision"] in report
 
 
 def write_labels(state: LocalState, frame: pd.DataFrame, name: str) -> str:

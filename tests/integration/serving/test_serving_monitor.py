@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
-from dex_serving.local import ServingURLs, free_port
+from dex_serving.local import ServingURLs, compute_drift, free_port, predict, wait_for_rows
 from dex_serving.sandbox import World
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
@@ -38,18 +38,8 @@ def _counts(monitor: str) -> dict[str, int]:
     return dict(httpx.get(f"{monitor}/events/count", timeout=5).json())
 
 
-def _send_batch(stack: ServingURLs, keys: list[int]) -> None:
-    with httpx.Client(timeout=30) as client:
-        for i in range(0, len(keys), 100):
-            chunk = keys[i : i + 100]
-            response = client.post(
-                stack.predict_url, json={"instances": [{"customer_id": k} for k in chunk]}
-            )
-            assert response.status_code == 200, response.text
-
-
-def _compute(monitor: str) -> dict[str, Any]:
-    results = httpx.post(f"{monitor}/drift/compute", timeout=120).json()
+def _compute(stack: ServingURLs) -> dict[str, Any]:
+    results = compute_drift(stack)
     assert len(results) == 1, results
     return dict(results[0])
 
@@ -63,17 +53,18 @@ def test_drifted_batch_is_flagged_and_normal_batch_is_not(
     assert len(normal) == len(drifted) == window
 
     before = _counts(stack.monitor)["rows"]
-    _send_batch(stack, normal)
-    _wait(lambda: _counts(stack.monitor)["rows"] >= before + window, 30, "normal rows stored")
-    calm = _compute(stack.monitor)
+    predictions = predict(stack, normal)
+    assert [p["customer_id"] for p in predictions] == normal
+    wait_for_rows(stack, before + window, timeout_s=30)
+    calm = _compute(stack)
     assert calm["rows"] == window
     assert calm["method"] == "wasserstein"
     assert calm["dataset_drift"] is False, calm
     assert not trigger_marker.exists()
 
-    _send_batch(stack, drifted)
-    _wait(lambda: _counts(stack.monitor)["rows"] >= before + 2 * window, 30, "drifted rows stored")
-    shifted = _compute(stack.monitor)
+    predict(stack, drifted)
+    wait_for_rows(stack, before + 2 * window, timeout_s=30)
+    shifted = _compute(stack)
     assert shifted["dataset_drift"] is True, shifted
     assert float(shifted["drift_share"]) > float(calm["drift_share"])
     assert shifted["triggered"] is True

@@ -23,7 +23,8 @@ def test_v1_matrix_accepts_lists_and_named_rows_in_column_order() -> None:
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (b"raw", "not a JSON object"),
+        (b"raw", "not valid JSON"),
+        (b"[1]", "must be a JSON object, got list"),
         ([1, 2], "must be a JSON object, got list"),
         ({}, "no 'instances'"),
         ({"instances": {}}, "'instances' must be a list"),
