@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +144,7 @@ def _latency(api: client.CustomObjectsApi, ns: str, count: int) -> dict[str, obj
         api.create_namespaced_custom_object(GROUP, VERSION, ns, "dexmodels", _dexmodel(name))
         sent[name] = time.monotonic()
         eventually(
-            lambda n=name: n in created,
-            timeout=30,
-            interval=0.005,  # type: ignore[misc]
-            what=f"isvc {name}",
+            partial(created.__contains__, name), timeout=30, interval=0.005, what=f"isvc {name}"
         )
         latencies.append(created[name] - sent[name])
     return {

@@ -58,14 +58,14 @@ def build_training_set(
     max_missing_fraction: float,
     training_set: Output[Dataset],
     reconciliation: Output[Metrics],
-) -> NamedTuple("Outputs", [("feature_refs_json", str), ("feature_columns_json", str)]):  # type: ignore[valid-type]
-    """Point-in-time features from a Feast feature service, reconciled against the entities."""
-    import json
-    from collections import namedtuple
+) -> str:
+    """Point-in-time features from a Feast feature service, reconciled against the entities.
 
+    Returns the feature contract (JSON) every later step trains, scores and registers by.
+    """
     from dex_components import steps
 
-    refs, columns, counts = steps.build_training_set(
+    contract, counts = steps.build_training_set(
         entities_path=entities.path,
         feature_repo=feature_repo,
         feature_service=feature_service,
@@ -77,8 +77,7 @@ def build_training_set(
     )
     for name, value in counts.items():
         reconciliation.log_metric(name, value)
-    outputs = namedtuple("outputs", ["feature_refs_json", "feature_columns_json"])
-    return outputs(json.dumps(refs), json.dumps(columns))
+    return contract.model_dump_json()
 
 
 @component
@@ -104,9 +103,7 @@ def time_split(
 @component
 def tune(
     train: Input[Dataset],
-    feature_columns_json: str,
-    label: str,
-    timestamp_column: str,
+    contract_json: str,
     n_trials: int,
     timeout_s: float,
     experiment: str,
@@ -116,13 +113,12 @@ def tune(
     import json
     from collections import namedtuple
 
+    from dex.contract import FeatureContract
     from dex_components import steps
 
     params, parent_run_id = steps.tune(
         train_path=train.path,
-        feature_columns=json.loads(feature_columns_json),
-        label=label,
-        timestamp_column=timestamp_column,
+        contract=FeatureContract.model_validate_json(contract_json),
         n_trials=n_trials,
         timeout_s=timeout_s,
         experiment=experiment,
@@ -135,17 +131,12 @@ def tune(
 @component
 def train_model(
     train: Input[Dataset],
+    contract_json: str,
     best_params_json: str,
     parent_run_id: str,
-    feature_service: str,
-    feature_refs_json: str,
-    feature_columns_json: str,
-    entity_key: str,
-    label: str,
-    timestamp_column: str,
     experiment: str,
     seed: int,
-) -> NamedTuple("Outputs", [("run_id", str), ("model_uri", str)]):  # type: ignore[valid-type]
+) -> NamedTuple("Outputs", [("run_id", str), ("model_uri", str), ("contract_json", str)]):  # type: ignore[valid-type]
     """Fit the final model; log it with signature, example, pinned requirements, contract."""
     import json
     from collections import namedtuple
@@ -153,24 +144,16 @@ def train_model(
     from dex.contract import FeatureContract
     from dex_components import steps
 
-    contract = FeatureContract(
-        feature_service=feature_service,
-        feature_refs=json.loads(feature_refs_json),
-        feature_columns=json.loads(feature_columns_json),
-        entity_key=entity_key,
-        label=label,
-        timestamp_column=timestamp_column,
-    )
-    run_id, model_uri = steps.train(
+    trained = steps.train(
         train_path=train.path,
         params=json.loads(best_params_json),
         parent_run_id=parent_run_id,
-        contract=contract,
+        contract=FeatureContract.model_validate_json(contract_json),
         experiment=experiment,
         seed=seed,
     )
-    outputs = namedtuple("outputs", ["run_id", "model_uri"])
-    return outputs(run_id, model_uri)
+    outputs = namedtuple("outputs", ["run_id", "model_uri", "contract_json"])
+    return outputs(trained.run_id, trained.model_uri, trained.contract.model_dump_json())
 
 
 @component
@@ -179,24 +162,24 @@ def evaluate_model(
     run_id: str,
     train: Input[Dataset],
     test: Input[Dataset],
-    feature_columns_json: str,
-    label: str,
+    contract_json: str,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     drift_report: Output[HTML],
 ) -> NamedTuple("Outputs", [("drift_share", float), ("roc_auc", float)]):  # type: ignore[valid-type]
     """Holdout metrics, confusion matrix and ROC, and an Evidently drift report."""
-    import json
     from collections import namedtuple
 
+    from dex.contract import FeatureContract
     from dex_components import steps
 
+    contract = FeatureContract.model_validate_json(contract_json)
     values, payload, drift_share = steps.evaluate(
         model_uri=model_uri,
         reference_path=train.path,
         test_path=test.path,
-        feature_columns=json.loads(feature_columns_json),
-        label=label,
+        feature_columns=contract.feature_columns,
+        label=contract.label,
         drift_report_path=drift_report.path,
         run_id=run_id,
     )
@@ -213,13 +196,8 @@ def register_and_promote(
     run_id: str,
     model_uri: str,
     test: Input[Dataset],
+    contract_json: str,
     registered_model: str,
-    feature_service: str,
-    feature_refs_json: str,
-    feature_columns_json: str,
-    entity_key: str,
-    label: str,
-    timestamp_column: str,
     min_roc_auc: float,
     promotion_margin: float,
     max_drift_share: float,
@@ -227,28 +205,17 @@ def register_and_promote(
     decision_report: Output[Markdown],
 ) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]
     """Register the version; alias champion if it passes the gates and beats the champion."""
-    import json
     from collections import namedtuple
 
     from dex.contract import FeatureContract
     from dex_components import steps
-    from dex_components.training import REFERENCE_ARTIFACT
 
-    contract = FeatureContract(
-        feature_service=feature_service,
-        feature_refs=json.loads(feature_refs_json),
-        feature_columns=json.loads(feature_columns_json),
-        entity_key=entity_key,
-        label=label,
-        timestamp_column=timestamp_column,
-        reference_data=REFERENCE_ARTIFACT,
-    )
     version, decision = steps.register_and_promote(
         run_id=run_id,
         model_uri=model_uri,
         test_path=test.path,
         registered_model=registered_model,
-        contract=contract,
+        contract=FeatureContract.model_validate_json(contract_json),
         gates={
             "min_value": min_roc_auc,
             "margin": promotion_margin,

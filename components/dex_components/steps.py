@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ from dex.contract import FeatureContract
 from dex.settings import DexSettings
 from dex_components.errors import StepError
 from dex_components.validate import ColumnRange, ValidationSpec, validate_frame
+
+if TYPE_CHECKING:  # training imports MLflow: only the steps that train should pay for it
+    from dex_components.training import TrainedModel
 
 log = logging.getLogger("dex.step")
 
@@ -127,7 +130,8 @@ def build_training_set(
     label: str,
     max_missing_fraction: float,
     output_path: str,
-) -> tuple[list[str], list[str], dict[str, float]]:
+) -> tuple[FeatureContract, dict[str, float]]:
+    """(feature contract, reconciliation counts) of a point-in-time training set."""
     from dex.features import open_store
     from dex_components.training_set import build_training_set as build
 
@@ -148,11 +152,15 @@ def build_training_set(
     frame.to_parquet(output_path, index=False)
     rec = summary.reconciliation
     log.info("training set: %s", rec.model_dump_json())
-    return (
-        summary.feature_refs,
-        summary.feature_columns,
-        {k: float(v) for k, v in rec.model_dump().items()},
+    contract = FeatureContract(
+        feature_service=feature_service,
+        feature_refs=summary.feature_refs,
+        feature_columns=summary.feature_columns,
+        entity_key=entity_key,
+        label=label,
+        timestamp_column=timestamp_column,
     )
+    return contract, {k: float(v) for k, v in rec.model_dump().items()}
 
 
 @timed
@@ -174,9 +182,7 @@ def split(
 def tune(
     *,
     train_path: str,
-    feature_columns: list[str],
-    label: str,
-    timestamp_column: str,
+    contract: FeatureContract,
     n_trials: int,
     timeout_s: float,
     experiment: str,
@@ -187,9 +193,9 @@ def tune(
     setup()
     result = run_study(
         pd.read_parquet(train_path),
-        feature_columns=feature_columns,
-        label=label,
-        timestamp_column=timestamp_column,
+        feature_columns=contract.feature_columns,
+        label=contract.label,
+        timestamp_column=contract.timestamp_column,
         n_trials=n_trials,
         timeout_s=timeout_s,
         experiment_id=experiment_id(experiment),
@@ -210,11 +216,12 @@ def train(
     contract: FeatureContract,
     experiment: str,
     seed: int,
-) -> tuple[str, str]:
+) -> TrainedModel:
+    """The logged model; its contract now names the run's reference-data artifact."""
     from dex_components.training import train_and_log
 
     setup()
-    trained = train_and_log(
+    return train_and_log(
         pd.read_parquet(train_path),
         contract=contract,
         params=params,
@@ -222,7 +229,6 @@ def train(
         seed=seed,
         parent_run_id=parent_run_id or None,
     )
-    return trained.run_id, trained.model_uri
 
 
 @timed

@@ -12,15 +12,23 @@ import kopf
 from prometheus_client import start_http_server
 
 
+def configure_logging(level: str) -> None:
+    """JSON logs; ``level`` (DEX_LOG_LEVEL) governs the operator's own loggers."""
+    kopf.configure(
+        verbose=False, quiet=level in ("WARNING", "ERROR"), log_format=kopf.LogFormat.JSON
+    )
+    logging.getLogger("dex_operator").setLevel(level)
+    # kopf logs every successful handler and timer tick at INFO; at thousands of objects that
+    # is noise and CPU, so only DEBUG (dev) shows it. Rollout decisions are logged by
+    # dex_operator and posted as Events.
+    logging.getLogger("kopf.objects").setLevel("INFO" if level == "DEBUG" else "WARNING")
+
+
 def main() -> None:
     from dex_operator import handlers  # registers the handlers
 
     cfg = handlers.CONFIG
-    kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON)
-    logging.getLogger("dex_operator").setLevel(logging.INFO)
-    # kopf logs every successful timer tick at INFO; at thousands of objects that is noise
-    # and CPU. Rollout decisions are logged by dex_operator and posted as Events.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    configure_logging(cfg.log_level)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr=cfg.bind_host)
     liveness = f"http://{cfg.bind_host}:{cfg.liveness_port}/healthz" if cfg.liveness_port else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,7 +30,15 @@ class OperatorConfig(BaseSettings):
     registry_poll_seconds: float = Field(
         default=30.0, gt=0, description="How often alias-following models ask the registry."
     )
-    worker_limit: int = Field(default=20, ge=1, description="Concurrent kopf object workers.")
+    worker_limit: int = Field(
+        default=20, ge=1, description="Threads running reconciles (and API connections)."
+    )
+    queue_worker_limit: int = Field(
+        default=5000,
+        ge=1,
+        description="kopf per-object event queues alive at once (asyncio tasks, cheap); when "
+        "all are taken the watch stream waits for one to idle out.",
+    )
     http_timeout: float = Field(default=10.0, gt=0, description="Registry/Prometheus timeout.")
     metrics_port: int = Field(default=8080, ge=0, description="Prometheus /metrics port; 0=off.")
     liveness_port: int = Field(default=8081, ge=0, description="kopf /healthz port; 0=off.")
@@ -37,3 +47,11 @@ class OperatorConfig(BaseSettings):
         default_factory=list, description="Namespaces to watch; empty = cluster-wide."
     )
     operator_name: str = Field(default="dex-operator", description="Event reporting component.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Level of the operator's own logs (dex_operator.*)."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

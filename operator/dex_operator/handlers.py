@@ -1,12 +1,13 @@
 """kopf wiring: settings, and one level-based ``reconcile`` called from every trigger.
 
-create/update/resume react at once; a timer re-runs ``reconcile`` every ``resync_seconds``
-to notice InferenceService readiness, hold expiry and registry alias moves. ``reconcile``
-always re-reads the DexModel (kopf's timer body may predate our last status write), asks
-the pure engine (``rollout.decide``) what to do, writes status *first* (with the
-resourceVersion it read, so a concurrent writer makes it retry instead of overwrite), then
-converges the InferenceService. A crash between the two leaves status ahead of the ISVC,
-and the next reconcile re-applies the same plan: steps are never skipped nor repeated.
+create/update/resume react at once; a change of the owned InferenceService (KServe reporting
+readiness or traffic) wakes its DexModel; timers run only while time can change the outcome
+(a hold expiring, readiness awaited, a registry retry, an alias to poll), so settled models
+cost nothing at rest. ``reconcile`` asks the pure engine (``rollout.decide``) what to do,
+writes status *first* (with the resourceVersion it read, so a stale read makes the API server
+refuse and the reconcile re-reads instead of overwriting), then converges the
+InferenceService. A crash between the two leaves status ahead of the ISVC, and the next
+reconcile re-applies the same plan: steps are never skipped nor repeated.
 """
 
 from __future__ import annotations
@@ -63,9 +64,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    # Bounded concurrency: worker threads for sync handlers and per-object workers.
-    settings.batching.worker_limit = CONFIG.worker_limit
+    # Bounded concurrency. Handlers are sync: the thread pool is what bounds the real work.
+    # kopf's per-object queue workers are cheap asyncio tasks, but when all are taken the
+    # whole watch stream waits for one to idle out, so that bound is set far above the
+    # thread pool and idle workers leave after a second, not kopf's default five.
     settings.execution.max_workers = CONFIG.worker_limit
+    settings.queueing.worker_limit = CONFIG.queue_worker_limit
+    settings.queueing.idle_timeout = 1.0
     # Watches are re-established every ~5 min by the server, the client gives up a little
     # later, so a silently dead connection is noticed within minutes, not hours.
     settings.watching.server_timeout = 300
@@ -87,7 +92,11 @@ def _kube() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    conf = client.Configuration.get_default_copy()
+    # One pooled connection per worker thread; the default (5 per CPU) makes busy threads
+    # discard connections and pay a TLS handshake per request.
+    conf.connection_pool_maxsize = CONFIG.worker_limit
+    return client.ApiClient(conf)
 
 
 def _custom() -> client.CustomObjectsApi:
@@ -104,18 +113,47 @@ def _lock(namespace: str, name: str) -> threading.Lock:
         return _locks.setdefault((namespace, name), threading.Lock())
 
 
+# Phases in which nothing changes by itself: only an event (the spec, an annotation, the
+# InferenceService) or an alias move can start work again.
+SETTLED_PHASES = frozenset({"Promoted", "RolledBack", "Failed"})
+# Reasons _report_source_error records: the registry may answer differently later.
+RETRIED_REASONS = frozenset({"RegistryError", "FeatureServiceMismatch"})
+
+
+def in_motion(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
+    """Whether time alone can change this DexModel's outcome; only then does ``resync`` run."""
+    if status.get("phase") not in SETTLED_PHASES or status.get("canaryStorageUri"):
+        return True
+    if status.get("observedGeneration") != meta.get("generation"):
+        return True
+    return any(c.get("reason") in RETRIED_REASONS for c in status.get("conditions") or [])
+
+
+def follows_alias(spec: kopf.Spec, **_: Any) -> bool:
+    return bool((spec.get("model") or {}).get("alias"))
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def on_change(name: str, namespace: str | None, **_: Any) -> None:
+def on_change(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
     assert namespace, "DexModel is namespaced"
-    reconcile(namespace, name)
+    reconcile(namespace, name, body=body)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=0.5)
-def resync(name: str, namespace: str | None, **_: Any) -> None:
+@kopf.timer(
+    GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=0.5, when=in_motion
+)
+def resync(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
     assert namespace, "DexModel is namespaced"
-    reconcile(namespace, name)
+    reconcile(namespace, name, body=body)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.registry_poll_seconds, when=follows_alias)
+def poll_registry(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    # _resolve_target asks the registry once the last answer is registry_poll_seconds old.
+    assert namespace, "DexModel is namespaced"
+    reconcile(namespace, name, body=body)
 
 
 @kopf.on.event(
@@ -124,11 +162,16 @@ def resync(name: str, namespace: str | None, **_: Any) -> None:
     isvc.ISVC_PLURAL,
     labels={isvc.MODEL_LABEL: kopf.PRESENT},
 )
-def on_isvc_event(meta: kopf.Meta, namespace: str | None, **_: Any) -> None:
+def on_isvc_event(
+    type: str | None, meta: kopf.Meta, status: kopf.Status, namespace: str | None, **_: Any
+) -> None:
     # Like controller-runtime's Owns(): a change in the owned InferenceService (KServe
     # reporting a Ready revision or new traffic) wakes its DexModel now, not at next resync.
-    # on.event keeps no state on the ISVC (on.field would annotate it).
+    # on.event keeps no state on the ISVC (on.field would annotate it). Our own create is
+    # echoed back before KServe has said anything: nothing to react to yet.
     assert namespace, "InferenceService is namespaced"
+    if type != "DELETED" and not status:
+        return
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller") and ref.get("kind") == "DexModel":
             reconcile(namespace, ref["name"])
@@ -142,15 +185,40 @@ def on_delete(name: str, namespace: str | None, **_: Any) -> None:
         CANARY_WEIGHT.remove(namespace, name)
 
 
-def reconcile(namespace: str, name: str, now: datetime | None = None) -> None:
+class StaleReadError(Exception):
+    """What was read may predate our last write: read again before acting on it."""
+
+
+def reconcile(
+    namespace: str, name: str, *, body: kopf.Body | None = None, now: datetime | None = None
+) -> None:
+    """Reconcile one DexModel. ``body`` (what kopf last saw) saves a GET; every write made
+    from it is conditional on its resourceVersion, and a stale one is read again."""
     with _lock(namespace, name), RECONCILE_SECONDS.time():
-        try:
-            _reconcile(namespace, name, now or datetime.now(UTC))
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                log.info("reconcile %s/%s: %s, retrying next resync", namespace, name, exc.reason)
+        for attempt in range(3):
+            fresh = body is None or attempt > 0
+            obj = _get_dexmodel(namespace, name) if fresh or body is None else _snapshot(body)
+            try:
+                if obj is not None:
+                    _reconcile(obj, now or datetime.now(UTC), fresh=fresh)
                 return
-            raise
+            except StaleReadError:
+                continue
+            except ApiException as exc:
+                if exc.status == 409 and attempt < 2:
+                    continue  # a concurrent write (ours or KServe's) moved the object on
+                if exc.status in (404, 409):
+                    log.info("reconcile %s/%s: %s, retrying later", namespace, name, exc.reason)
+                    return
+                raise
+
+
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    # Timers get a live body that kopf swaps as events arrive. Metadata (with the
+    # resourceVersion every write is conditional on) is copied first, so a copy spanning a
+    # swap pairs an older resourceVersion with newer data, which the API server refuses.
+    keys = ("apiVersion", "kind", "metadata", "spec", "status")
+    return {key: body[key] for key in keys if key in body}
 
 
 def _get_dexmodel(namespace: str, name: str) -> dict[str, Any] | None:
@@ -256,11 +324,11 @@ def _action(meta: dict[str, Any]) -> ManualAction | None:
     return None
 
 
-def _reconcile(namespace: str, name: str, now: datetime) -> None:
-    obj = _get_dexmodel(namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return
+def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
     meta = obj["metadata"]
+    if meta.get("deletionTimestamp"):
+        return
+    namespace, name = meta["namespace"], meta["name"]
     spec = DexModelSpec.model_validate(obj["spec"])
     raw_status = {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
     before = DexModelStatus.model_validate(raw_status)
@@ -300,7 +368,13 @@ def _reconcile(namespace: str, name: str, now: datetime) -> None:
 
     new = decision.status
     new.inference_service = mirror or InferenceServiceStatus(name=name)
-    if new.model_dump(mode="json") != before.model_dump(mode="json"):
+    status_changed = new.model_dump(mode="json") != before.model_dump(mode="json")
+    desired = _desired(obj, spec, decision, mode)
+    isvc_changed = desired is not None and _spec_hash(desired) != _spec_hash(current)
+    if isvc_changed and not status_changed and not fresh:
+        # A plan from an old status could undo a later step on the ISVC: confirm it first.
+        raise StaleReadError
+    if status_changed:
         _custom().patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
@@ -313,8 +387,8 @@ def _reconcile(namespace: str, name: str, now: datetime) -> None:
             },
         )
     _emit(obj, decision, before)
-    if decision.plan is not None:
-        _converge_isvc(obj, spec, decision, mode, current)
+    if desired is not None and isvc_changed:
+        _converge_isvc(desired, current)
     if action is not None and new.last_action is not None:
         _custom().patch_namespaced_custom_object(
             GROUP,
@@ -418,16 +492,13 @@ def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _converge_isvc(
-    obj: dict[str, Any],
-    spec: DexModelSpec,
-    decision: Decision,
-    mode: isvc.Mode,
-    current: dict[str, Any] | None,
-) -> None:
+def _desired(
+    obj: dict[str, Any], spec: DexModelSpec, decision: Decision, mode: isvc.Mode
+) -> dict[str, Any] | None:
+    if decision.plan is None:
+        return None
     meta = obj["metadata"]
-    assert decision.plan is not None
-    desired = isvc.render(
+    return isvc.render(
         name=meta["name"],
         namespace=meta["namespace"],
         owner={
@@ -440,21 +511,27 @@ def _converge_isvc(
         plan=decision.plan,
         mode=mode,
     )
+
+
+def _spec_hash(obj: dict[str, Any] | None) -> str | None:
+    if obj is None:
+        return None
+    return (obj["metadata"].get("annotations") or {}).get(isvc.SPEC_HASH_ANNOTATION)
+
+
+def _converge_isvc(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
+    meta = desired["metadata"]
     api = _custom()
     if current is None:
         api.create_namespaced_custom_object(
             isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, meta["namespace"], isvc.ISVC_PLURAL, desired
         )
         return
-    want_hash = desired["metadata"]["annotations"][isvc.SPEC_HASH_ANNOTATION]
-    have = current["metadata"].get("annotations") or {}
-    if have.get(isvc.SPEC_HASH_ANNOTATION) == want_hash:
-        return
     patch = {
         "metadata": {
             "resourceVersion": current["metadata"]["resourceVersion"],
-            "labels": desired["metadata"]["labels"],
-            "annotations": desired["metadata"]["annotations"],
+            "labels": meta["labels"],
+            "annotations": meta["annotations"],
         },
         "spec": merge_diff(current.get("spec") or {}, desired["spec"]),
     }

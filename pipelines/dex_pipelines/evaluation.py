@@ -3,6 +3,7 @@
 from kfp import dsl
 
 from dex_components import kfp_components as c
+from dex_pipelines.shared import validated_features
 from dex_pipelines.training import IMAGE_FEATURE_REPO
 
 
@@ -21,23 +22,16 @@ def evaluation_pipeline(
     version_or_alias: str = "champion",
     max_missing_fraction: float = 0.02,
 ) -> None:
-    validated = c.validate_data(
+    features = validated_features(
         entity_source=entity_source,
-        entity_key=entity_key,
-        timestamp_column=timestamp_column,
-        label=label,
-        label_values_json="[0, 1]",
-        ranges_json="",
-    ).set_display_name("validate")
-    features = c.build_training_set(
-        entities=validated.outputs["entities"],
         feature_repo=feature_repo,
         feature_service=feature_service,
         entity_key=entity_key,
         timestamp_column=timestamp_column,
         label=label,
         max_missing_fraction=max_missing_fraction,
-    ).set_display_name("build-evaluation-set")
+        features_display_name="build-evaluation-set",
+    )
     c.evaluate_registered(
         registered_model=registered_model,
         version_or_alias=version_or_alias,

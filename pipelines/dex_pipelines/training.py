@@ -5,6 +5,7 @@ pipeline trains on any Feast feature service."""
 from kfp import dsl
 
 from dex_components import kfp_components as c
+from dex_pipelines.shared import validated_features
 
 # Where the component image keeps the Feast repo; local runs pass their checkout's path.
 IMAGE_FEATURE_REPO = "/opt/dex/feature_repo"
@@ -34,33 +35,26 @@ def training_pipeline(
     max_drift_share: float = 1.0,
     seed: int = 42,
 ) -> None:
-    validated = c.validate_data(
+    features = validated_features(
         entity_source=entity_source,
-        entity_key=entity_key,
-        timestamp_column=timestamp_column,
-        label=label,
-        label_values_json=label_values_json,
-        ranges_json=ranges_json,
-    ).set_display_name("validate")
-    features = c.build_training_set(
-        entities=validated.outputs["entities"],
         feature_repo=feature_repo,
         feature_service=feature_service,
         entity_key=entity_key,
         timestamp_column=timestamp_column,
         label=label,
         max_missing_fraction=max_missing_fraction,
-    ).set_display_name("build-training-set")
+        label_values_json=label_values_json,
+        ranges_json=ranges_json,
+    )
     split = c.time_split(
         training_set=features.outputs["training_set"],
         timestamp_column=timestamp_column,
         test_fraction=test_fraction,
     ).set_display_name("time-split")
+    contract = features.outputs["Output"]
     tuned = c.tune(
         train=split.outputs["train"],
-        feature_columns_json=features.outputs["feature_columns_json"],
-        label=label,
-        timestamp_column=timestamp_column,
+        contract_json=contract,
         n_trials=n_trials,
         timeout_s=tune_timeout_s,
         experiment=experiment,
@@ -68,14 +62,9 @@ def training_pipeline(
     ).set_display_name("tune")
     trained = c.train_model(
         train=split.outputs["train"],
+        contract_json=contract,
         best_params_json=tuned.outputs["best_params_json"],
         parent_run_id=tuned.outputs["parent_run_id"],
-        feature_service=feature_service,
-        feature_refs_json=features.outputs["feature_refs_json"],
-        feature_columns_json=features.outputs["feature_columns_json"],
-        entity_key=entity_key,
-        label=label,
-        timestamp_column=timestamp_column,
         experiment=experiment,
         seed=seed,
     ).set_display_name("train")
@@ -84,20 +73,14 @@ def training_pipeline(
         run_id=trained.outputs["run_id"],
         train=split.outputs["train"],
         test=split.outputs["test"],
-        feature_columns_json=features.outputs["feature_columns_json"],
-        label=label,
+        contract_json=contract,
     ).set_display_name("evaluate")
     c.register_and_promote(
         run_id=trained.outputs["run_id"],
         model_uri=trained.outputs["model_uri"],
         test=split.outputs["test"],
+        contract_json=trained.outputs["contract_json"],
         registered_model=registered_model,
-        feature_service=feature_service,
-        feature_refs_json=features.outputs["feature_refs_json"],
-        feature_columns_json=features.outputs["feature_columns_json"],
-        entity_key=entity_key,
-        label=label,
-        timestamp_column=timestamp_column,
         min_roc_auc=min_roc_auc,
         promotion_margin=promotion_margin,
         max_drift_share=max_drift_share,

@@ -144,11 +144,13 @@ class InferenceLogger:
         batch_size: int = 200,
         max_attempts: int = 5,
         timeout_s: float = 5.0,
+        linger_s: float = 0.25,
     ) -> None:
         import httpx
 
         self.url = url
         self.batch_size = batch_size
+        self.linger_s = linger_s
         self.max_attempts = max_attempts
         self.metrics = _Metrics.get()
         self._queue: queue.Queue[CloudEvent] = queue.Queue(maxsize=capacity)
@@ -191,10 +193,18 @@ class InferenceLogger:
                 first = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
+            with self._idle:
+                self._inflight = 1  # flush() must not see "idle" while we linger
             batch = [first]
-            while len(batch) < self.batch_size:
+            # Linger a little: one POST per inference would cost the serving process about
+            # as much CPU (and GIL) as the inference itself.
+            deadline = time.monotonic() + self.linger_s
+            while len(batch) < self.batch_size and not self._stop.is_set():
+                left = deadline - time.monotonic()
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(
+                        self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
             with self._idle:

@@ -9,6 +9,7 @@ for classifiers, class probabilities. It is ready only once the model is loaded.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,12 @@ class LoadedModel:
             # Not an sklearn flavour: the generic pyfunc still predicts, without probabilities.
             self.estimator = mlflow.pyfunc.load_model(resolved.uri)
         self.columns = self._columns()
+        # An sklearn estimator fitted on a frame gets the matrix already in its
+        # feature_names_in_ order as a plain array: same numbers, and for some estimators
+        # (HistGradientBoosting: ~25 ms vs 0.7 ms per row) far cheaper than a DataFrame.
+        self.by_position = getattr(self.estimator, "feature_names_in_", None) is not None
+        if self.by_position:
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
         self.classes: list[Any] | None = (
             list(self.estimator.classes_) if hasattr(self.estimator, "predict_proba") else None
         )
@@ -56,13 +63,15 @@ class LoadedModel:
         )
 
     def predict(self, matrix: payloads.Matrix) -> tuple[np.ndarray, np.ndarray | None]:
-        import pandas as pd
+        inputs: Any = matrix
+        if not self.by_position:
+            import pandas as pd
 
-        frame = pd.DataFrame(matrix, columns=self.columns)
-        labels = np.asarray(self.estimator.predict(frame))
+            inputs = pd.DataFrame(matrix, columns=self.columns)
+        labels = np.asarray(self.estimator.predict(inputs))
         if self.classes is None:
             return labels, None
-        probabilities = np.asarray(self.estimator.predict_proba(frame), dtype=np.float64)
+        probabilities = np.asarray(self.estimator.predict_proba(inputs), dtype=np.float64)
         return labels, probabilities
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(name="local-loop")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(name="e2e-demo")]
 
 DEXCTL = Path(sys.executable).with_name("dexctl")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -56,11 +57,16 @@ def serve_cmd(
         trigger_command=trigger or None,
         log_file=log_file,
     )
+    signal.signal(signal.SIGTERM, _interrupt)
     with console.status(
         f"starting predictor, transformer{', monitor' if monitor else ''} for {ref}"
     ):
         serving = LocalServing(config)
-        urls = serving.start()
+        try:
+            urls = serving.start()
+        except (RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]serving did not start:[/] {exc}")
+            raise typer.Exit(1) from exc
     try:
         table = Table(title=f"serving {ref}")
         table.add_column("endpoint")
@@ -81,5 +87,13 @@ def serve_cmd(
             time.sleep(1)
     except KeyboardInterrupt:
         console.print("stopping")
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
     finally:
         serving.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM (e.g. from a supervisor) stops the children as Ctrl-C does.
+    raise KeyboardInterrupt

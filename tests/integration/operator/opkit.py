@@ -141,3 +141,17 @@ def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, An
         kubeconfig, "events", "-n", namespace, f"--field-selector=involvedObject.name={name}"
     )["items"]
     return list(items)
+
+
+def final_history(kserve: Any, namespace: str, name: str, timeout: float = 15) -> list[int | None]:
+    """The stand-in's weight history once the canary is gone. Status is written before the
+    InferenceService (see handlers), so Promoted/RolledBack can be seen a moment earlier."""
+    from dex.devcluster import eventually
+
+    eventually(
+        lambda: kserve.history(namespace, name)[-1:] == [None],
+        timeout=timeout,
+        what=f"{name}: InferenceService back to one variant",
+    )
+    history: list[int | None] = kserve.history(namespace, name)
+    return history

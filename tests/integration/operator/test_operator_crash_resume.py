@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from opkit import DriftEndpoint, apply, dexmodel, get_json, kubectl, uri_version
+from opkit import DriftEndpoint, apply, dexmodel, final_history, get_json, kubectl, uri_version
 
 from dex.devcluster import eventually
 from dex_operator.testing import KServeStandIn
@@ -91,7 +91,7 @@ def test_sigkill_mid_rollout_resumes_without_skipping_or_repeating(
         what="promotion after restarts",
     )
     assert kills >= 1
-    assert kserve.history(namespace, name) == [None, 0, *STEPS, None]
+    assert final_history(kserve, namespace, name) == [None, 0, *STEPS, None]
     final = status(kubeconfig, namespace, name)
     assert final["stableVersion"] == uri_version(V2)
     op.stop()

@@ -9,7 +9,16 @@ import json
 from pathlib import Path
 
 import pytest
-from opkit import RBAC_DIR, DriftEndpoint, apply, dexmodel, get_json, kubectl, uri_version
+from opkit import (
+    RBAC_DIR,
+    DriftEndpoint,
+    apply,
+    dexmodel,
+    final_history,
+    get_json,
+    kubectl,
+    uri_version,
+)
 
 from dex.devcluster import eventually, service_account_kubeconfig
 from dex_operator.testing import KServeStandIn
@@ -114,7 +123,7 @@ def test_full_rollout_with_service_account_credentials(
     )
     eventually(lambda: phase() == "Progressing", timeout=15, what="rollout start")
     eventually(lambda: phase() == "Promoted", timeout=40, what="promotion")
-    assert kserve.history(namespace, name) == [None, 0, 10, 50, None]
+    assert final_history(kserve, namespace, name) == [None, 0, 10, 50, None]
     events = get_json(
         kubeconfig, "events", "-n", namespace, f"--field-selector=involvedObject.name={name}"
     )["items"]

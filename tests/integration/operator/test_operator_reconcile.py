@@ -14,6 +14,7 @@ from opkit import (
     condition,
     dexmodel,
     events_for,
+    final_history,
     get_json,
     kubectl,
     uri_version,
@@ -113,7 +114,7 @@ def test_passing_canary_takes_every_step(
     assert dm["status"]["canaryVersion"] == uri_version(V2)
     dm = wait_phase(kubeconfig, namespace, name, "Promoted", 40)
     assert dm["status"]["stableVersion"] == uri_version(V2)
-    assert kserve.history(namespace, name) == [None, 0, 10, 40, 70, None]
+    assert final_history(kserve, namespace, name) == [None, 0, 10, 40, 70, None]
     isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
     if mode == "Knative":
         assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
@@ -157,7 +158,7 @@ def test_failing_canary_rolls_back(
     assert degraded is not None
     assert degraded["status"] == "True"
     assert degraded["reason"] == "AnalysisFailed"
-    assert kserve.history(namespace, name) == [None, 0, 10, None]
+    assert final_history(kserve, namespace, name) == [None, 0, 10, None]
     isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
     assert "canary" not in isvc["spec"]  # stable keeps 100%
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == V1
@@ -206,7 +207,7 @@ def test_abort_annotation_rolls_back(
         what="action annotation consumed",
     )
     # paused held the canary at 0%: no step was ever taken.
-    assert kserve.history(namespace, name) == [None, 0, None]
+    assert final_history(kserve, namespace, name) == [None, 0, None]
 
 
 def test_deleting_dexmodel_garbage_collects_isvc(

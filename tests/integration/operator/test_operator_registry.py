@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from opkit import DriftEndpoint, apply, get_json
+from opkit import DriftEndpoint, apply, final_history, get_json
 
 from dex.contract import TAG_FEATURE_SERVICE
 from dex.devcluster import eventually
@@ -185,7 +185,7 @@ def test_operator_follows_alias_and_checks_feature_contract(
         timeout=40,
         what="alias move rolled out",
     )
-    assert kserve.history(namespace, "champ") == [None, 0, 50, None]
+    assert final_history(kserve, namespace, "champ") == [None, 0, 50, None]
 
     # A model trained on another feature service is refused, not served.
     mismatch = {

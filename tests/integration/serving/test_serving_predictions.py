@@ -237,3 +237,26 @@ def test_transformer_refuses_a_contract_the_online_service_does_not_match(world:
     assert "differs from the model's feature contract" in output
     assert "customer_profile:shoe_size" in output
     assert "customer_profile:age" in output
+
+
+def test_predictor_loads_a_plain_storage_uri(
+    world: World, offline: pd.DataFrame, expected: dict[int, tuple[int, float]]
+) -> None:
+    """Not only registry references: a model folder (what a storageUri points at) loads too."""
+    import mlflow
+
+    from dex_serving.predictor import LoadedModel
+    from dex_serving.registry import ModelRef, resolve
+
+    mlflow.set_tracking_uri(world.tracking_uri)
+    source = mlflow.MlflowClient().get_model_version("churn-classifier", "1").source
+    folder = mlflow.artifacts.download_artifacts(source)
+    loaded = LoadedModel(resolve(ModelRef.parse(folder), served_name="churn"))
+    assert loaded.resolved.version is None
+    assert loaded.columns == world.feature_columns
+    labels, probabilities = loaded.predict(offline[loaded.columns].to_numpy(dtype="float64"))
+    assert probabilities is not None
+    _assert_matches(
+        expected,
+        list(zip(offline["customer_id"], labels.tolist(), probabilities[:, 1], strict=True)),
+    )

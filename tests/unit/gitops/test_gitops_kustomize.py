@@ -104,9 +104,8 @@ def test_base_renders_exactly_manifests_default() -> None:
 def test_operator_env_vars_are_operator_settings(env: str, rendered: Rendered) -> None:
     known = {f"DEX_{name.upper()}" for name in OperatorConfig.model_fields}
     unknown = set(env_of(operator_container(rendered[env]))) - known
-    # DEX_LOG_LEVEL (dev's debug logging) waits on a log-level setting in OperatorConfig;
-    # any other unknown name is a typo the operator would silently ignore.
-    assert unknown <= {"DEX_LOG_LEVEL"}
+    # An unknown name is a typo the operator would silently ignore.
+    assert not unknown
 
 
 def test_dev_debug_logging_and_samples(rendered: Rendered) -> None:

@@ -1,0 +1,41 @@
+"""Steps every DEX pipeline starts with: validate the entity frame, then join features."""
+
+from typing import Any
+
+from dex_components import kfp_components as c
+
+
+def validated_features(
+    *,
+    entity_source: Any,
+    feature_repo: Any,
+    feature_service: Any,
+    entity_key: Any,
+    timestamp_column: Any,
+    label: Any,
+    max_missing_fraction: Any,
+    label_values_json: Any = "[0, 1]",
+    ranges_json: Any = "",
+    features_display_name: str = "build-training-set",
+) -> Any:
+    """Add validate + build-training-set to the pipeline being defined; returns the latter.
+
+    Arguments are pipeline parameters (placeholders) or constants, hence ``Any``.
+    """
+    validated = c.validate_data(
+        entity_source=entity_source,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        label_values_json=label_values_json,
+        ranges_json=ranges_json,
+    ).set_display_name("validate")
+    return c.build_training_set(
+        entities=validated.outputs["entities"],
+        feature_repo=feature_repo,
+        feature_service=feature_service,
+        entity_key=entity_key,
+        timestamp_column=timestamp_column,
+        label=label,
+        max_missing_fraction=max_missing_fraction,
+    ).set_display_name(features_display_name)

@@ -1,0 +1,52 @@
+"""Static checks of the component image's Dockerfile (no Docker engine here)."""
+
+import re
+from pathlib import Path
+
+from dex_pipelines.training import IMAGE_FEATURE_REPO
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE = ROOT / "components" / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def test_base_images_are_pinned() -> None:
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            image = rest.split()[0]
+            assert ":" in image, image
+            assert not image.endswith(":latest"), image
+
+
+def test_runs_as_a_fixed_non_root_user() -> None:
+    users = [rest for keyword, rest in instructions() if keyword == "USER"]
+    assert users, "no USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit()
+    assert int(uid) != 0
+
+
+def test_installs_only_the_training_extra() -> None:
+    runs = " ".join(rest for keyword, rest in instructions() if keyword == "RUN")
+    assert re.findall(r'pip install "?\.\[(\w+)\]', runs) == ["training"]
+
+
+def test_copied_sources_exist_and_feature_repo_lands_where_pipelines_expect() -> None:
+    copies = [rest for keyword, rest in instructions() if keyword == "COPY"]
+    for rest in copies:
+        if "--from=" in rest:
+            continue  # copies between build stages
+        parts = [p for p in rest.split() if not p.startswith("--")]
+        for source in parts[:-1]:
+            assert (ROOT / source).exists(), f"COPY source {source} missing"
+    assert any(rest.endswith(f"feature_repo {IMAGE_FEATURE_REPO}") for rest in copies)

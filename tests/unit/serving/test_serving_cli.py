@@ -1,0 +1,26 @@
+"""`dexctl serve` and `dexctl monitor` are registered and document their knobs."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from dex.cli.main import app
+
+
+def test_serve_and_monitor_commands_are_registered() -> None:
+    runner = CliRunner()
+    serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert serve.exit_code == 0, serve.output
+    for option in (
+        "--alias",
+        "--version",
+        "--protocol",
+        "--threshold",
+        "--drift-share",
+        "--trigger",
+    ):
+        assert option in serve.output
+    monitor = runner.invoke(app, ["monitor", "--help"], env={"COLUMNS": "200"})
+    assert monitor.exit_code == 0, monitor.output
+    for option in ("--window", "--method", "--threshold", "--cooldown"):
+        assert option in monitor.output
