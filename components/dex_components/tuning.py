@@ -14,6 +14,10 @@ from dex_components.errors import StepError
 from dex_components.model import build_estimator, suggest_params
 from dex_components.split import time_split
 
+# Trials fit on at most this many rows: enough to rank hyper-parameters, and it bounds the
+# study's time whatever the training set's size. The final model fits on everything.
+MAX_TUNING_ROWS = 20_000
+
 
 class TuningResult(BaseModel):
     parent_run_id: str

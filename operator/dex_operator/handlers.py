@@ -510,6 +510,7 @@ def _desired(
         spec=spec,
         plan=decision.plan,
         mode=mode,
+        endpoints=isvc.Endpoints(tracking_uri=spec.model.registry_url or CONFIG.mlflow_url),
     )
 
 

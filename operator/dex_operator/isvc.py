@@ -9,12 +9,21 @@ previousRolledoutRevision, traffic).
 Standard mode (KServe's default; ``canaryTrafficPercent`` is ignored there): the predictor is
 the stable variant and ``spec.canary[]`` holds the canary variant with ``trafficPercent``;
 each variant is named (``predictor.name``) and reported in ``status.canaryStatuses``.
+
+Containers: unless ``spec.serving.runtime`` names a KServe ServingRuntime, the predictor and
+the transformer run the DEX serving image (``serving/Dockerfile``), whose entrypoint is
+``python -m dex_serving.run``; their args are that CLI's flags (a unit test parses them with
+its own parser). The predictor loads the pinned registry version (``models:/name/<n>``) or the
+storage URI; the transformer reads its feature contract from the same registry. With a
+transformer, the monitor receives inference events from it (features included), so the
+predictor gets no KServe logger as well: each inference is logged once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from dex_operator.crd.models import DexModelSpec, InferenceServiceStatus, TrafficTarget
@@ -77,65 +86,144 @@ def variant_name(target: Target) -> str:
     return "u" + hashlib.sha256(target.storage_uri.encode()).hexdigest()[:10]
 
 
-def _predictor(spec: DexModelSpec, target: Target) -> dict[str, Any]:
+# KServe routes a component's traffic to port 8080 of its kserve-container.
+SERVING_PORT = 8080
+CONTAINER_NAME = "kserve-container"
+# Where serving/Dockerfile copies the Feast definitions (store locations come from env).
+FEATURE_REPO = "/opt/dex/feature_repo"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Platform services the serving containers talk to (from the operator's config)."""
+
+    tracking_uri: str
+
+
+def model_uri(spec: DexModelSpec, target: Target) -> str:
+    """What the serving CLI's ``--model`` gets: the pinned registry version, or the URI."""
+    if spec.model.name and target.version.isdigit():
+        return f"models:/{spec.model.name}/{target.version}"
+    return target.storage_uri
+
+
+def predictor_args(
+    spec: DexModelSpec, target: Target, served_name: str, endpoints: Endpoints
+) -> list[str]:
+    return [
+        "predictor",
+        f"--model={model_uri(spec, target)}",
+        f"--served-name={served_name}",
+        f"--tracking-uri={endpoints.tracking_uri}",
+        "--host=0.0.0.0",
+        f"--port={SERVING_PORT}",
+    ]
+
+
+def transformer_args(
+    spec: DexModelSpec, stable: Target, name: str, namespace: str, endpoints: Endpoints
+) -> list[str]:
+    """The transformer follows stable: the contract (feature service) is the same for the
+    canary, which the operator checked before starting the rollout."""
     serving = spec.serving
-    model: dict[str, Any] = {
-        "modelFormat": {"name": spec.model.format},
-        "storageUri": target.storage_uri,
-        "protocolVersion": serving.protocol,
+    args = [
+        "transformer",
+        f"--model={model_uri(spec, stable)}",
+        f"--served-name={name}",
+        f"--tracking-uri={endpoints.tracking_uri}",
+        f"--feature-repo={FEATURE_REPO}",
+        # The predictor's Service, as KServe itself would point a transformer at it.
+        f"--predictor-host={name}-predictor.{namespace}",
+        f"--predictor-protocol={serving.protocol}",
+    ]
+    if serving.logger:
+        args.append(f"--monitor-url={serving.logger.url}")
+    return [*args, "--host=0.0.0.0", f"--port={SERVING_PORT}"]
+
+
+def _container(image: str, args: list[str], spec: DexModelSpec) -> dict[str, Any]:
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "args": args,
+        # KServe reads a custom container's protocol from PROTOCOL.
+        "env": [{"name": "PROTOCOL", "value": spec.serving.protocol}],
+        "ports": [{"containerPort": SERVING_PORT, "protocol": "TCP"}],
     }
+
+
+def _predictor(
+    spec: DexModelSpec, target: Target, name: str, endpoints: Endpoints
+) -> dict[str, Any]:
+    serving = spec.serving
+    resources = (
+        serving.resources.model_dump(by_alias=True, exclude_none=True)
+        if serving.resources
+        else None
+    )
+    predictor: dict[str, Any] = {}
     if serving.runtime:
-        model["runtime"] = serving.runtime
-    if serving.resources:
-        model["resources"] = serving.resources.model_dump(by_alias=True, exclude_none=True)
-    predictor: dict[str, Any] = {
-        "model": model,
-        "minReplicas": serving.min_replicas,
-        "maxReplicas": serving.max_replicas,
-    }
+        model: dict[str, Any] = {
+            "modelFormat": {"name": spec.model.format},
+            "storageUri": target.storage_uri,
+            "protocolVersion": serving.protocol,
+            "runtime": serving.runtime,
+        }
+        if resources:
+            model["resources"] = resources
+        predictor["model"] = model
+    else:
+        container = _container(serving.image, predictor_args(spec, target, name, endpoints), spec)
+        if resources:
+            container["resources"] = resources
+        predictor["containers"] = [container]
+    predictor["minReplicas"] = serving.min_replicas
+    predictor["maxReplicas"] = serving.max_replicas
     if serving.scale_metric:
         predictor["scaleMetric"] = serving.scale_metric
     if serving.scale_target:
         predictor["scaleTarget"] = serving.scale_target
-    if serving.logger:
+    if serving.logger and spec.features is None:
         predictor["logger"] = {"mode": serving.logger.mode, "url": serving.logger.url}
     return predictor
 
 
-def _transformer(spec: DexModelSpec, model_name: str) -> dict[str, Any] | None:
-    features = spec.features
-    if features is None:
+def _transformer(
+    spec: DexModelSpec, stable: Target, name: str, namespace: str, endpoints: Endpoints
+) -> dict[str, Any] | None:
+    if spec.features is None:
         return None
-    return {
-        "containers": [
-            {
-                "name": "kserve-container",
-                "image": features.image,
-                "args": [
-                    f"--model_name={model_name}",
-                    f"--feature_service={features.feature_service}",
-                    f"--entity_key={features.entity_key}",
-                    f"--protocol={spec.serving.protocol}",
-                ],
-            }
-        ]
-    }
+    args = transformer_args(spec, stable, name, namespace, endpoints)
+    return {"containers": [_container(spec.features.image, args, spec)]}
 
 
-def render_spec(spec: DexModelSpec, plan: Plan, mode: Mode, name: str) -> dict[str, Any]:
+def render_spec(
+    spec: DexModelSpec,
+    plan: Plan,
+    mode: Mode,
+    name: str,
+    namespace: str,
+    endpoints: Endpoints,
+) -> dict[str, Any]:
     if mode == "Knative":
         live = plan.canary or plan.stable
-        predictor = _predictor(spec, live)
+        predictor = _predictor(spec, live, name, endpoints)
         if plan.canary is not None:
             predictor["canaryTrafficPercent"] = plan.weight
         out: dict[str, Any] = {"predictor": predictor}
     else:
-        predictor = {"name": variant_name(plan.stable), **_predictor(spec, plan.stable)}
+        predictor = {
+            "name": variant_name(plan.stable),
+            **_predictor(spec, plan.stable, name, endpoints),
+        }
         out = {"predictor": predictor}
         if plan.canary is not None:
-            canary = {"name": variant_name(plan.canary), **_predictor(spec, plan.canary)}
+            canary = {
+                "name": variant_name(plan.canary),
+                **_predictor(spec, plan.canary, name, endpoints),
+            }
             out["canary"] = [{"trafficPercent": plan.weight, "predictor": canary}]
-    transformer = _transformer(spec, name)
+    transformer = _transformer(spec, plan.stable, name, namespace, endpoints)
     if transformer:
         out["transformer"] = transformer
     return out
@@ -154,9 +242,10 @@ def render(
     spec: DexModelSpec,
     plan: Plan,
     mode: Mode,
+    endpoints: Endpoints,
 ) -> dict[str, Any]:
     """The full InferenceService, owned by the DexModel (controller ownerReference)."""
-    isvc_spec = render_spec(spec, plan, mode, name)
+    isvc_spec = render_spec(spec, plan, mode, name, namespace, endpoints)
     return {
         "apiVersion": f"{KSERVE_GROUP}/{KSERVE_VERSION}",
         "kind": "InferenceService",

@@ -60,6 +60,9 @@ class KServeStandIn:
         self._knative: dict[tuple[str, str], _Knative] = {}
         self._standard: dict[tuple[str, str], _Standard] = {}
         self._dirty: set[tuple[str, str]] = set()
+        # The newest object each watch event carried (None once deleted): KServe's informer
+        # cache, so answering an event costs one status patch, not a GET as well.
+        self._latest: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._threads = [
@@ -88,6 +91,9 @@ class KServeStandIn:
     # ------------------------------------------------------------------ event plumbing
 
     def _watch(self) -> None:
+        # Short server-side timeouts keep stop() prompt; each new watch continues from the
+        # last resourceVersion instead of replaying every InferenceService as ADDED.
+        version: str | None = None
         while not self._stop.is_set():
             try:
                 stream = watch.Watch().stream(
@@ -96,17 +102,22 @@ class KServeStandIn:
                     KSERVE_VERSION,
                     ISVC_PLURAL,
                     timeout_seconds=5,
+                    resource_version=version,
                 )
                 for event in stream:
                     meta = event["object"]["metadata"]
+                    version = meta.get("resourceVersion") or version
                     key = (meta["namespace"], meta["name"])
                     with self._cond:
+                        deleted = event["type"] == "DELETED"
+                        self._latest[key] = None if deleted else event["object"]
                         self.creation_seen.setdefault(key, time.monotonic())
                         self._dirty.add(key)
                         self._cond.notify()
                     if self._stop.is_set():
                         return
-            except Exception:  # a dropped watch is simply re-established
+            except Exception:  # a dropped or expired (410) watch starts over from a listing
+                version = None
                 time.sleep(0.2)
 
     def _work(self) -> None:
@@ -135,16 +146,12 @@ class KServeStandIn:
     # ------------------------------------------------------------------ KServe behaviour
 
     def _reconcile(self, namespace: str, name: str) -> None:
-        try:
-            obj = self.api.get_namespaced_custom_object(
-                KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                self._knative.pop((namespace, name), None)
-                self._standard.pop((namespace, name), None)
-                return
-            raise
+        with self._cond:
+            obj = self._latest.get((namespace, name))
+        if obj is None:
+            self._knative.pop((namespace, name), None)
+            self._standard.pop((namespace, name), None)
+            return
         annotations = obj["metadata"].get("annotations") or {}
         mode = annotations.get(MODE_ANNOTATION, "Standard")
         spec = obj.get("spec") or {}
@@ -165,9 +172,13 @@ class KServeStandIn:
         current = obj.get("status") or {}
         if all(current.get(k) == v for k, v in status.items()):
             return
-        self.api.patch_namespaced_custom_object_status(
-            KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL, name, {"status": status}
-        )
+        try:
+            self.api.patch_namespaced_custom_object_status(
+                KSERVE_GROUP, KSERVE_VERSION, namespace, ISVC_PLURAL, name, {"status": status}
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: its DELETED event follows
+                raise
 
     def _ready(self, ready_at: Mapping[str, float], rev: str | None) -> bool:
         return rev is not None and time.monotonic() >= ready_at.get(rev, float("inf"))

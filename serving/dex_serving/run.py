@@ -29,7 +29,9 @@ def _common(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--tracking-uri")
     parser.add_argument("--registry-uri")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=port)
+    # KServe appends --model_name/--predictor_host/--http_port to a custom container's args
+    # (unless an arg starts with that exact flag): accept its spellings as aliases.
+    parser.add_argument("--port", "--http_port", dest="port", type=int, default=port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,14 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predictor", allow_abbrev=False)
     _common(p, 8080)
-    p.add_argument("--served-name")
+    p.add_argument("--served-name", "--model_name", dest="served_name")
     p.add_argument("--max-batch", type=int, default=1000)
 
     t = sub.add_parser("transformer", allow_abbrev=False)
     _common(t, 8081)
-    t.add_argument("--served-name")
+    t.add_argument("--served-name", "--model_name", dest="served_name")
     t.add_argument("--feature-repo", type=Path, required=True)
-    t.add_argument("--predictor-host", required=True)
+    t.add_argument("--predictor-host", "--predictor_host", dest="predictor_host", required=True)
     t.add_argument("--predictor-protocol", choices=["v1", "v2"], default="v1")
     t.add_argument("--monitor-url")
     t.add_argument("--max-batch", type=int, default=1000)

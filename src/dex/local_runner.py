@@ -80,6 +80,7 @@ def step_names(pipeline_func: Any) -> list[str]:
 def prepare_environment(settings: DexSettings) -> None:
     """Export absolute store locations: every step is a fresh process and must find them."""
     os.environ["DEX_STATE_DIR"] = str(settings.state)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # see dex_components.steps.setup
     export_feast_env(settings)
     configure_mlflow(settings)
 

@@ -161,8 +161,13 @@ class ServingSpec(CrdModel):
     runtime: str | None = Field(
         default=None,
         max_length=253,
-        description="KServe ServingRuntime name; KServe picks one "
-        "from the model format when unset.",
+        description="KServe ServingRuntime to serve spec.model.storageUri with (model format "
+        "+ storage URI). Unset: the DEX predictor container (spec.serving.image) serves it.",
+    )
+    image: str = Field(
+        default="ghcr.io/dataenginex/dex-serving:0.1.0",
+        min_length=1,
+        description="DEX serving image for the predictor when no runtime is named.",
     )
     protocol: Literal["v1", "v2"] = Field(
         default="v2", description="Inference protocol: v1 (:predict) or v2 (Open Inference)."
@@ -314,6 +319,19 @@ class RolloutSpec(CrdModel):
 
 class DexModelSpec(CrdModel):
     """A served model: its source, features, serving shape and rollout policy."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.features) || !has(self.model.storageUri)",
+                    "spec.features needs a registry model (spec.model.name with a version or "
+                    "alias): the transformer reads the feature contract from the registry",
+                    ".features",
+                )
+            ]
+        }
+    )
 
     model: ModelSource = Field(description="Model source (registry version/alias or URI).")
     features: FeatureSpec | None = Field(

@@ -43,7 +43,15 @@ def variant(path: str, value: Any) -> dict[str, Any]:
 
 DELETE = object()
 
+
+def features_with_uri() -> dict[str, Any]:
+    obj = variant("model", {"storageUri": "s3://b/m"})
+    obj["spec"]["features"] = {"featureService": "churn_v1", "entityKey": "customer_id"}
+    return obj
+
+
 INVALID = [
+    ("features-with-uri", features_with_uri(), "spec.features needs a registry model"),
     ("no-source", variant("model.version", DELETE), "exactly one of spec.model.version"),
     ("two-sources", variant("model.alias", "champion"), "exactly one of spec.model.version"),
     ("uri-and-version", variant("model.storageUri", "s3://b/m"), "exactly one of"),

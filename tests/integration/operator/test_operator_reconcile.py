@@ -70,7 +70,6 @@ def test_create_owned_isvc_ready_promoted(
     obj["spec"]["serving"].update(
         minReplicas=1, maxReplicas=3, logger={"url": "http://monitor.dex:8080"}
     )
-    obj["spec"]["features"] = {"featureService": "churn_v1", "entityKey": "customer_id"}
     assert apply(kubeconfig, obj).returncode == 0
     dm = wait_phase(kubeconfig, namespace, "churn", "Promoted")
     isvc = get_json(kubeconfig, "isvc", "churn", "-n", namespace)
@@ -79,11 +78,11 @@ def test_create_owned_isvc_ready_promoted(
     assert ref["uid"] == dm["metadata"]["uid"]
     assert ref["controller"] is True
     pred = isvc["spec"]["predictor"]
-    assert pred["model"]["storageUri"] == V1
-    assert pred["model"]["modelFormat"] == {"name": "sklearn"}
+    (container,) = pred["containers"]
+    assert container["args"][:2] == ["predictor", f"--model={V1}"]
     assert (pred["minReplicas"], pred["maxReplicas"]) == (1, 3)
     assert pred["logger"]["url"] == "http://monitor.dex:8080"
-    assert "--feature_service=churn_v1" in isvc["spec"]["transformer"]["containers"][0]["args"]
+    assert "transformer" not in isvc["spec"]  # no spec.features (see the registry test)
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     assert dm["status"]["stableVersion"] == uri_version(V1)
     assert condition(dm, "Ready")["status"] == "True"
@@ -118,7 +117,7 @@ def test_passing_canary_takes_every_step(
     isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
     if mode == "Knative":
         assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
-        assert isvc["spec"]["predictor"]["model"]["storageUri"] == V2
+        assert f"--model={V2}" in isvc["spec"]["predictor"]["containers"][0]["args"]
     else:
         assert "canary" not in isvc["spec"]
         assert isvc["spec"]["predictor"]["name"] == isvc_variant(V2)
@@ -161,7 +160,7 @@ def test_failing_canary_rolls_back(
     assert final_history(kserve, namespace, name) == [None, 0, 10, None]
     isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
     assert "canary" not in isvc["spec"]  # stable keeps 100%
-    assert isvc["spec"]["predictor"]["model"]["storageUri"] == V1
+    assert f"--model={V1}" in isvc["spec"]["predictor"]["containers"][0]["args"]
     events = events_for(kubeconfig, namespace, name)
     rolled = [e for e in events if e["reason"] == "RolledBack"]
     assert rolled

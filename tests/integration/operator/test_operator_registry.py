@@ -174,7 +174,13 @@ def test_operator_follows_alias_and_checks_feature_contract(
     eventually(lambda: status().get("phase") == "Promoted", timeout=30, what="v1 promoted")
     assert status()["stableVersion"] == "1"
     isvc = get_json(kubeconfig, "isvc", "champ", "-n", namespace)
-    assert isvc["spec"]["predictor"]["model"]["storageUri"] == registered["1"]
+    # The serving containers get the pinned version, never the alias that may move under them.
+    (predictor,) = isvc["spec"]["predictor"]["containers"]
+    assert f"--model=models:/{MODEL}/1" in predictor["args"]
+    assert f"--tracking-uri={mlflow_url}" in predictor["args"]
+    (transformer,) = isvc["spec"]["transformer"]["containers"]
+    assert transformer["args"][:2] == ["transformer", f"--model=models:/{MODEL}/1"]
+    assert f"--predictor-host=champ-predictor.{namespace}" in transformer["args"]
 
     # The promotion pipeline moves the alias; the operator's registry poll notices.
     _post(

@@ -21,38 +21,82 @@ OWNER = {
 }
 
 
+ENDPOINTS = isvc.Endpoints(tracking_uri="http://mlflow.dex.svc:5000")
+
+
 def spec(**extra: Any) -> DexModelSpec:
     return DexModelSpec.model_validate(
         {"model": {"name": "churn-classifier", "version": "2"}, **extra}
     )
 
 
+def render_spec(s: DexModelSpec, plan: Plan, mode: isvc.Mode) -> dict[str, Any]:
+    return isvc.render_spec(s, plan, mode, "churn", "ns", ENDPOINTS)
+
+
+def container(component: dict[str, Any]) -> dict[str, Any]:
+    (only,) = component["containers"]
+    assert only["name"] == "kserve-container"
+    return dict(only)
+
+
+def flag(args: list[str], name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+    return value
+
+
 def test_knative_canary_uses_canary_traffic_percent() -> None:
-    out = isvc.render_spec(spec(), Plan(V1, V2, 25), "Knative", "churn")
+    out = render_spec(spec(), Plan(V1, V2, 25), "Knative")
     assert out["predictor"]["canaryTrafficPercent"] == 25
-    assert out["predictor"]["model"]["storageUri"] == "s3://m/2"
+    assert flag(container(out["predictor"])["args"], "model") == "models:/churn-classifier/2"
     assert "canary" not in out
 
 
 def test_knative_stable_only_has_no_canary_field() -> None:
-    out = isvc.render_spec(spec(), Plan(V1), "Knative", "churn")
+    out = render_spec(spec(), Plan(V1), "Knative")
     assert "canaryTrafficPercent" not in out["predictor"]
+    main = container(out["predictor"])
+    assert main["image"] == "ghcr.io/dataenginex/dex-serving:0.1.0"
+    assert main["args"] == [
+        "predictor",
+        "--model=models:/churn-classifier/1",
+        "--served-name=churn",
+        "--tracking-uri=http://mlflow.dex.svc:5000",
+        "--host=0.0.0.0",
+        "--port=8080",
+    ]
+    assert main["env"] == [{"name": "PROTOCOL", "value": "v2"}]
+    assert main["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_storage_uri_source_is_served_as_is() -> None:
+    s = DexModelSpec.model_validate({"model": {"storageUri": "s3://m/1"}})
+    out = render_spec(s, Plan(Target("s3://m/1", "uri-1234abcd")), "Standard")
+    assert flag(container(out["predictor"])["args"], "model") == "s3://m/1"
+
+
+def test_named_runtime_uses_kserve_model_spec() -> None:
+    s = spec(serving={"runtime": "kserve-sklearnserver", "resources": {"limits": {"cpu": "1"}}})
+    out = render_spec(s, Plan(V1), "Knative")
     assert out["predictor"]["model"] == {
         "modelFormat": {"name": "sklearn"},
         "storageUri": "s3://m/1",
         "protocolVersion": "v2",
+        "runtime": "kserve-sklearnserver",
+        "resources": {"limits": {"cpu": "1"}},
     }
+    assert "containers" not in out["predictor"]
 
 
 def test_standard_canary_uses_named_variants() -> None:
-    out = isvc.render_spec(spec(), Plan(V1, V2, 10), "Standard", "churn")
+    out = render_spec(spec(), Plan(V1, V2, 10), "Standard")
     assert out["predictor"]["name"] == "v1"
-    assert out["predictor"]["model"]["storageUri"] == "s3://m/1"
+    assert flag(container(out["predictor"])["args"], "model") == "models:/churn-classifier/1"
     assert "canaryTrafficPercent" not in out["predictor"]
     (canary,) = out["canary"]
     assert canary["trafficPercent"] == 10
     assert canary["predictor"]["name"] == "v2"
-    assert canary["predictor"]["model"]["storageUri"] == "s3://m/2"
+    assert flag(container(canary["predictor"])["args"], "model") == "models:/churn-classifier/2"
 
 
 def test_serving_features_and_logger_are_rendered() -> None:
@@ -65,39 +109,60 @@ def test_serving_features_and_logger_are_rendered() -> None:
             "scaleTarget": 50,
             "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
             "logger": {"url": "http://monitor:8080"},
-            "runtime": "kserve-sklearnserver",
+            "protocol": "v1",
         },
     )
-    out = isvc.render_spec(s, Plan(V1), "Standard", "churn")
+    out = render_spec(s, Plan(V1, V2, 10), "Standard")
     pred = out["predictor"]
     assert (pred["minReplicas"], pred["maxReplicas"]) == (2, 4)
     assert (pred["scaleMetric"], pred["scaleTarget"]) == ("rps", 50)
-    assert pred["logger"] == {"mode": "all", "url": "http://monitor:8080"}
-    assert pred["model"]["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}}
-    assert pred["model"]["runtime"] == "kserve-sklearnserver"
-    args = out["transformer"]["containers"][0]["args"]
-    assert "--feature_service=churn_v1" in args
-    assert "--entity_key=customer_id" in args
+    assert container(pred)["resources"] == {
+        "requests": {"cpu": "100m"},
+        "limits": {"memory": "1Gi"},
+    }
+    # The transformer logs each inference (with its features); the predictor does not too.
+    assert "logger" not in pred
+    transformer = container(out["transformer"])
+    assert transformer["args"] == [
+        "transformer",
+        "--model=models:/churn-classifier/1",
+        "--served-name=churn",
+        "--tracking-uri=http://mlflow.dex.svc:5000",
+        "--feature-repo=/opt/dex/feature_repo",
+        "--predictor-host=churn-predictor.ns",
+        "--predictor-protocol=v1",
+        "--monitor-url=http://monitor:8080",
+        "--host=0.0.0.0",
+        "--port=8080",
+    ]
+    assert transformer["env"] == [{"name": "PROTOCOL", "value": "v1"}]
+
+
+def test_logger_without_transformer_goes_on_the_predictor() -> None:
+    out = render_spec(spec(serving={"logger": {"url": "http://monitor:8080"}}), Plan(V1), "Knative")
+    assert out["predictor"]["logger"] == {"mode": "all", "url": "http://monitor:8080"}
 
 
 def test_render_sets_controller_owner_and_hash() -> None:
-    obj = isvc.render(
-        name="churn", namespace="ns", owner=OWNER, spec=spec(), plan=Plan(V1), mode="Standard"
-    )
+    def render(plan: Plan) -> dict[str, Any]:
+        return isvc.render(
+            name="churn",
+            namespace="ns",
+            owner=OWNER,
+            spec=spec(),
+            plan=plan,
+            mode="Standard",
+            endpoints=ENDPOINTS,
+        )
+
+    obj = render(Plan(V1))
     (ref,) = obj["metadata"]["ownerReferences"]
     assert ref["uid"] == "u-1"
     assert ref["controller"]
     assert ref["blockOwnerDeletion"]
     ann = obj["metadata"]["annotations"]
     assert ann[isvc.MODE_ANNOTATION] == "Standard"
-    other = isvc.render(
-        name="churn",
-        namespace="ns",
-        owner=OWNER,
-        spec=spec(),
-        plan=Plan(V1, V2, 10),
-        mode="Standard",
-    )
+    other = render(Plan(V1, V2, 10))
     assert (
         other["metadata"]["annotations"][isvc.SPEC_HASH_ANNOTATION]
         != ann[isvc.SPEC_HASH_ANNOTATION]

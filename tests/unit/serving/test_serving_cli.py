@@ -24,3 +24,22 @@ def test_serve_and_monitor_commands_are_registered() -> None:
     assert monitor.exit_code == 0, monitor.output
     for option in ("--window", "--method", "--threshold", "--cooldown"):
         assert option in monitor.output
+
+
+def test_run_accepts_the_flags_kserve_appends_to_custom_containers() -> None:
+    from dex_serving.run import settings_from
+    from dex_serving.settings import TransformerSettings
+
+    settings = settings_from(
+        [
+            "transformer", "--model=models:/churn/3", "--feature-repo=/repo",
+            "--predictor-host=churn-predictor.ns", "--port=8080",
+            "--model_name", "churn", "--predictor_host", "churn-predictor.ns", "--http_port", "8080",
+        ]
+    )  # fmt: skip
+    assert isinstance(settings, TransformerSettings)
+    assert (settings.served_name, settings.predictor_host, settings.http_port) == (
+        "churn",
+        "churn-predictor.ns",
+        8080,
+    )
