@@ -75,9 +75,11 @@ def run_pipeline(name: str, overrides: dict[str, object], quiet: bool = False) -
                 name, params, settings, on_progress=lambda s: live.update(progress_table(name, s))
             )
         except PipelineFailedError as failure:
+            console.line()
             console.print(f"[bold red]pipeline {name} failed[/]: {failure.result.error}")
             console.print(f"full log: {failure.result.log_path}")
             raise typer.Exit(1) from failure
+    console.line()  # a non-terminal Live leaves the cursor after the table's last border
     console.print(
         f"[green]pipeline {name} succeeded[/] in {result.seconds:.1f}s (log: {result.log_path})"
     )

@@ -85,12 +85,6 @@ def kserve_transformer_args(args: list[str], name: str, namespace: str) -> list[
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SystemExit,
-    reason="KServe appends --model_name/--predictor_host/--http_port to a custom transformer's "
-    "args; dex_serving.run does not accept them yet (serving side: add them as aliases)",
-)
 def test_transformer_args_survive_kserve_defaulting() -> None:
     out = isvc.render_spec(spec("v2"), Plan(V1), "Standard", "churn", "ns", ENDPOINTS)
     args = out["transformer"]["containers"][0]["args"]
