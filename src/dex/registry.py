@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -17,18 +18,23 @@ CHALLENGER = "challenger"
 
 
 def configure_mlflow(settings: DexSettings) -> None:
-    """Point MLflow at the state folder unless MLFLOW_TRACKING_URI says otherwise.
+    """Point MLflow at ``settings``: DEX_MLFLOW_TRACKING_URI / MLFLOW_TRACKING_URI, else
+    SQLite in the state folder.
 
-    Exported as environment variables so KFP task subprocesses inherit the same stores.
+    Exported as MLflow's own variables so KFP task subprocesses inherit the same stores.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if "MLFLOW_TRACKING_URI" not in os.environ:
+    if settings.mlflow_tracking_uri is None:
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-        os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    os.environ.setdefault(
-        "MLFLOW_REGISTRY_URI", settings.mlflow_registry_uri or os.environ["MLFLOW_TRACKING_URI"]
-    )
+    os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    os.environ["MLFLOW_REGISTRY_URI"] = settings.registry_uri
+    # A URI set earlier in this process with mlflow.set_tracking_uri outranks the variables.
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.registry_uri)
 
 
 def ensure_experiment(name: str, artifact_root: str | None = None) -> str:

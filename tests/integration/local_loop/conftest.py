@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,17 @@ STORE_VARIABLES = (
 class LocalState:
     settings: DexSettings
     monkeypatch: pytest.MonkeyPatch
+
+    def client(self) -> Any:
+        """A client bound to this state's stores, whatever another test set process-wide."""
+        import mlflow
+
+        from dex.registry import configure_mlflow
+
+        configure_mlflow(self.settings)
+        return mlflow.MlflowClient(
+            tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.registry_uri
+        )
 
     @property
     def second_batch_start(self) -> datetime:

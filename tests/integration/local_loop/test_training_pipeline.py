@@ -40,7 +40,7 @@ def test_training_then_retraining_on_drifted_data(local_state: LocalState) -> No
     settings = local_state.settings
     run_training(local_state)
 
-    client = mlflow.MlflowClient()
+    client = local_state.client()
     name = settings.registered_model
     champion = client.get_model_version_by_alias(name, "champion")
     assert str(champion.version) == "1"
@@ -127,9 +127,8 @@ def write_labels(state: LocalState, frame: pd.DataFrame, name: str) -> str:
 def test_bad_input_fails_clearly_and_registers_nothing(
     local_state: LocalState, case: str, expected: str
 ) -> None:
-    import mlflow
 
-    client = mlflow.MlflowClient()
+    client = local_state.client()
     before = len(client.search_model_versions(f"name='{local_state.settings.registered_model}'"))
     labels = pd.read_parquet(local_state.settings.data_dir / "churn_labels.parquet").head(200)
     overrides: dict[str, object] = {}
