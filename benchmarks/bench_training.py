@@ -25,7 +25,16 @@ def run() -> list[dict[str, object]]:
 
     assert TIMING_MARKER in _TIMING.pattern
     with tempfile.TemporaryDirectory(prefix="dex-bench-") as tmp:
-        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        # Stores come from this run's state folder only, not from an earlier benchmark's.
+        for var in (
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_REGISTRY_URI",
+            "DEX_MLFLOW_TRACKING_URI",
+            "DEX_MLFLOW_REGISTRY_URI",
+            "DEX_FEAST_REGISTRY",
+            "DEX_FEAST_ONLINE_DB",
+            "DEX_DATA_DIR",
+        ):
             os.environ.pop(var, None)
         settings = DexSettings(state_dir=Path(tmp))
         write_parquet(generate(GeneratorConfig(n_customers=CUSTOMERS)), settings.data_dir)

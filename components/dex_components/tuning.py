@@ -11,12 +11,12 @@ from pydantic import BaseModel
 from sklearn.metrics import roc_auc_score
 
 from dex_components.errors import StepError
-from dex_components.model import build_estimator, suggest_params
+from dex_components.model import MAX_ITER, build_estimator, suggest_params
 from dex_components.split import time_split
 
 # Trials fit on at most this many rows: enough to rank hyper-parameters, and it bounds the
 # study's time whatever the training set's size. The final model fits on everything.
-MAX_TUNING_ROWS = 20_000
+MAX_TUNING_ROWS = 10_000
 
 
 class TuningResult(BaseModel):
@@ -70,7 +70,7 @@ def tune(
         )
         study.optimize(objective, n_trials=n_trials, timeout=timeout_s)
         best = study.best_trial
-        best_params = {**best.params, "max_iter": 300}
+        best_params = {**best.params, "max_iter": MAX_ITER}
         mlflow.log_metrics(
             {"best_val_roc_auc": float(best.value or 0.0), "trials": len(study.trials)}
         )
