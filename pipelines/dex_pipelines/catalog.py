@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 COMPILED_DIR = Path(__file__).resolve().parent.parent / "compiled"
 
 
-def _load() -> dict[str, Callable[..., Any]]:
+@cache
+def pipelines() -> dict[str, Callable[..., Any]]:
+    """Name -> pipeline function; a function so importing the package does not import KFP."""
     from dex_pipelines.evaluation import evaluation_pipeline
     from dex_pipelines.promotion import promotion_pipeline
     from dex_pipelines.training import training_pipeline
@@ -21,44 +24,13 @@ def _load() -> dict[str, Callable[..., Any]]:
     }
 
 
-class _Catalog(dict[str, Callable[..., Any]]):
-    """Loaded on first use so importing the package does not import KFP."""
-
-    def _ensure(self) -> None:
-        if not super().__len__():
-            self.update(_load())
-
-    def __getitem__(self, key: str) -> Callable[..., Any]:
-        self._ensure()
-        return super().__getitem__(key)
-
-    def keys(self) -> Any:
-        self._ensure()
-        return super().keys()
-
-    def __iter__(self) -> Any:
-        self._ensure()
-        return super().__iter__()
-
-    def __contains__(self, key: object) -> bool:
-        self._ensure()
-        return super().__contains__(key)
-
-
-PIPELINES: dict[str, Callable[..., Any]] = _Catalog()
-
-
-def compiled_path(name: str, directory: Path = COMPILED_DIR) -> Path:
-    return directory / f"{name}.yaml"
-
-
 def compile_all(directory: Path = COMPILED_DIR) -> list[Path]:
     from kfp import compiler
 
     directory.mkdir(parents=True, exist_ok=True)
     out = []
-    for name in PIPELINES:
-        path = compiled_path(name, directory)
-        compiler.Compiler().compile(PIPELINES[name], str(path))
+    for name, pipeline_func in pipelines().items():
+        path = directory / f"{name}.yaml"
+        compiler.Compiler().compile(pipeline_func, str(path))
         out.append(path)
     return out

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dex.settings import DexSettings
 
@@ -100,9 +100,3 @@ def feature_refs(store: FeatureStore, feature_service: str) -> list[str]:
         view = projection.name_alias or projection.name
         refs.extend(f"{view}:{feature.name}" for feature in projection.features)
     return refs
-
-
-def online_features(
-    store: FeatureStore, refs: list[str], entity_rows: list[dict[str, Any]]
-) -> dict[str, list[Any]]:
-    return dict(store.get_online_features(features=refs, entity_rows=entity_rows).to_dict())

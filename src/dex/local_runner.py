@@ -111,9 +111,9 @@ def run_local(
     """Run pipeline ``name`` synchronously; raises :class:`PipelineFailedError` on failure."""
     from kfp import local
 
-    from dex_pipelines import PIPELINES
+    from dex_pipelines import pipelines
 
-    pipeline_func = PIPELINES[name]
+    pipeline_func = pipelines()[name]
     prepare_environment(settings)
     settings.pipeline_root.mkdir(parents=True, exist_ok=True)
     logs = settings.state / "logs"

@@ -96,10 +96,10 @@ def run_cmd(
 ) -> None:
     """Run a pipeline; each step is a fresh process, as in a cluster."""
     from dex.local_runner import coerce
-    from dex_pipelines import PIPELINES
+    from dex_pipelines import pipelines
 
-    if name not in PIPELINES:
-        console.print(f"[red]unknown pipeline {name!r}[/]; choose from {sorted(PIPELINES.keys())}")
+    if name not in pipelines():
+        console.print(f"[red]unknown pipeline {name!r}[/]; choose from {sorted(pipelines())}")
         raise typer.Exit(2)
     if not local:
         console.print(
