@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from dex.devcluster import ControlPlane, ControlPlaneConfig, find_assets
+from dex_testing.devcluster import ControlPlane, ControlPlaneConfig, find_assets
 
 RUNS = 3
 # Let the apiserver finish its post-start work (bootstrap RBAC, APF config, CRD discovery)

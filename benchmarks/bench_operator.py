@@ -20,11 +20,13 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
-from dex.devcluster import ControlPlane, ControlPlaneConfig, eventually, find_assets
-from dex.devcluster.processes import free_ports
-from dex_operator.testing import KServeStandIn, OperatorProcess
+from dex_testing import SOURCE_ROOT
+from dex_testing.devcluster import ControlPlane, ControlPlaneConfig, eventually, find_assets
+from dex_testing.kserve_standin import KServeStandIn
+from dex_testing.operator_process import OperatorProcess
+from dexctl.processes import free_ports
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = SOURCE_ROOT
 ISVC_CRD = (
     REPO
     / "tests"

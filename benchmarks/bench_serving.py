@@ -80,9 +80,9 @@ def run() -> list[dict[str, object]]:
     import mlflow
     import pandas as pd
 
-    from dex_serving.local import LocalServing, LocalServingConfig
     from dex_serving.monitor import drift
-    from dex_serving.sandbox import build_in_subprocess
+    from dex_testing.serving_world import build_in_subprocess
+    from dexctl.local_serving import LocalServing, LocalServingConfig
 
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     rows: list[dict[str, object]] = []

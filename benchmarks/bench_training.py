@@ -19,9 +19,9 @@ _TIMING = re.compile(r"DEX_STEP_TIMING (\{.*\})")
 def run() -> list[dict[str, object]]:
     from dex import features
     from dex.data import GeneratorConfig, generate, write_parquet
-    from dex.local_runner import default_parameters, run_local
     from dex.settings import DexSettings
     from dex_components.steps import TIMING_MARKER
+    from dexctl.local_runner import default_parameters, run_local
 
     assert TIMING_MARKER in _TIMING.pattern
     with tempfile.TemporaryDirectory(prefix="dex-bench-") as tmp:

@@ -1,5 +1,5 @@
 """DEX pipelines: training, evaluation and promotion, compiled to KFP IR YAML in
-``pipelines/compiled/``."""
+``pipelines/dex_pipelines/compiled/``."""
 
 from dex_pipelines.catalog import compile_all, pipelines
 

@@ -7,7 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-COMPILED_DIR = Path(__file__).resolve().parent.parent / "compiled"
+# Package data, so an installed DEX (the operator submitting a shipped pipeline) finds it too.
+COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 
 
 @cache

@@ -12,15 +12,15 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 class DexSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEX_", extra="ignore", populate_by_name=True)
 
     state_dir: Path = Field(default=Path(".dex"), description="Folder for all local state.")
     feature_repo: Path = Field(
-        default=REPO_ROOT / "feature_repo", description="Feast repository (feature_store.yaml)."
+        # Relative to where dexctl runs, as Feast's own CLI takes its repo path.
+        default=Path("feature_repo"),
+        description="Feast repository (feature_store.yaml).",
     )
     mlflow_tracking_uri: str | None = Field(
         default=None,

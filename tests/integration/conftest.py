@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from dex.devcluster import (
+from dex_testing.devcluster import (
     ClusterState,
     ControlPlane,
     ControlPlaneConfig,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from dex_operator.crd.render import write_all
 
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "manifests" / "crd"
+# Relative to the checkout dexctl runs in: the CRDs are committed deployment manifests.
+DEFAULT_DIR = Path("manifests") / "crd"
 
 
 def main(argv: list[str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from dex.devcluster import eventually, find_assets, service_account_kubeconfig
+from dex_testing.devcluster import eventually, find_assets, service_account_kubeconfig
 
 pytestmark = [
     pytest.mark.integration,

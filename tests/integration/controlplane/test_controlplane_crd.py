@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client, dynamic, watch
 from kubernetes.client.exceptions import ApiException
 
-from dex.devcluster import eventually
+from dex_testing.devcluster import eventually
 
 pytestmark = [
     pytest.mark.integration,

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dex.devcluster import ControlPlane, ControlPlaneConfig, find_assets, leftovers
+from dex_testing.devcluster import ControlPlane, ControlPlaneConfig, find_assets, leftovers
 
 pytestmark = [
     pytest.mark.integration,

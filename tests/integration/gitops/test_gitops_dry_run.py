@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dex.devcluster import eventually
+from dex_testing import SOURCE_ROOT
+from dex_testing.devcluster import eventually
 
 pytestmark = [
     pytest.mark.integration,
@@ -21,7 +22,7 @@ pytestmark = [
     pytest.mark.xdist_group(name="controlplane"),
 ]
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = SOURCE_ROOT
 DEV = REPO / "kustomize" / "overlays" / "dev"
 MANAGER = "dex-gitops-test"
 

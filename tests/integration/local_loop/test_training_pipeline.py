@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dex.contract import FeatureContract
-from dex.local_runner import PipelineFailedError, default_parameters, run_local
+from dexctl.local_runner import PipelineFailedError, default_parameters, run_local
 
 # LocalState comes from this folder's conftest (fixture ``local_state``).
 LocalState = Any

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from dex_operator.testing import KServeStandIn, OperatorProcess
+from dex_testing.kserve_standin import KServeStandIn
+from dex_testing.operator_process import OperatorProcess
 
 # The shared helpers sit next to this file; test modules find them through pytest's rootdir
 # insertion, this conftest may be imported before any of them.
 sys.path.insert(0, str(Path(__file__).parent))
 from opkit import CRD_DIR, ISVC_CRD, DriftEndpoint, kubectl
 
-from dex.devcluster import eventually
-from dex.devcluster.processes import free_ports
+from dex_testing.devcluster import eventually
+from dexctl.processes import free_ports
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 
-from dex.devcluster.processes import free_ports
+from dex_testing import SOURCE_ROOT
+from dexctl.processes import free_ports
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = SOURCE_ROOT
 CRD_DIR = REPO / "manifests" / "crd"
 RBAC_DIR = REPO / "manifests" / "rbac"
 ISVC_CRD = Path(__file__).parent / "kserve" / "serving.kserve.io_inferenceservices.yaml"
@@ -146,7 +147,7 @@ def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, An
 def final_history(kserve: Any, namespace: str, name: str, timeout: float = 15) -> list[int | None]:
     """The stand-in's weight history once the canary is gone. Status is written before the
     InferenceService (see handlers), so Promoted/RolledBack can be seen a moment earlier."""
-    from dex.devcluster import eventually
+    from dex_testing.devcluster import eventually
 
     eventually(
         lambda: kserve.history(namespace, name)[-1:] == [None],

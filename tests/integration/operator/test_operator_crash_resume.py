@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from opkit import DriftEndpoint, apply, dexmodel, final_history, get_json, kubectl, uri_version
 
-from dex.devcluster import eventually
-from dex_operator.testing import KServeStandIn
+from dex_testing.devcluster import eventually
+from dex_testing.kserve_standin import KServeStandIn
 
 pytestmark = [
     pytest.mark.integration,

@@ -21,8 +21,6 @@ import yaml
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
 
-from dex.devcluster import eventually
-from dex.devcluster.processes import free_ports
 from dex_operator.analysis import (
     AnalysisContext,
     AnalysisError,
@@ -31,6 +29,8 @@ from dex_operator.analysis import (
     evaluate,
 )
 from dex_operator.crd.models import AnalysisGate
+from dex_testing.devcluster import eventually
+from dexctl.processes import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="prometheus")]
 

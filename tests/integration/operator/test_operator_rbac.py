@@ -21,8 +21,8 @@ from opkit import (
     uri_version,
 )
 
-from dex.devcluster import eventually, service_account_kubeconfig
-from dex_operator.testing import KServeStandIn
+from dex_testing.devcluster import eventually, service_account_kubeconfig
+from dex_testing.kserve_standin import KServeStandIn
 
 pytestmark = [
     pytest.mark.integration,

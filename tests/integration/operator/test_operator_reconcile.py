@@ -20,8 +20,9 @@ from opkit import (
     uri_version,
 )
 
-from dex.devcluster import eventually
-from dex_operator.testing import KServeStandIn, OperatorProcess
+from dex_testing.devcluster import eventually
+from dex_testing.kserve_standin import KServeStandIn
+from dex_testing.operator_process import OperatorProcess
 
 pytestmark = [
     pytest.mark.integration,

@@ -18,11 +18,11 @@ import pytest
 from opkit import DriftEndpoint, apply, final_history, get_json
 
 from dex.contract import TAG_FEATURE_SERVICE
-from dex.devcluster import eventually
-from dex.devcluster.processes import free_ports
 from dex_operator.crd.models import ModelSource
 from dex_operator.registry import MlflowRegistry, RegistryError
-from dex_operator.testing import KServeStandIn
+from dex_testing.devcluster import eventually
+from dex_testing.kserve_standin import KServeStandIn
+from dexctl.processes import free_ports
 
 pytestmark = [
     pytest.mark.integration,

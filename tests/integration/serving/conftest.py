@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dex_serving.local import LocalServing, LocalServingConfig, ServingURLs
-from dex_serving.sandbox import World, build_in_subprocess
+from dex_testing.serving_world import World, build_in_subprocess
+from dexctl.local_serving import LocalServing, LocalServingConfig, ServingURLs
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dex_serving.sandbox import World
+from dex_testing.serving_world import World
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
 

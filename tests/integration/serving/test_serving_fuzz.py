@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dex_serving.local import ServingURLs
-from dex_serving.sandbox import World
+from dex_testing.serving_world import World
+from dexctl.local_serving import ServingURLs
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
-from dex_serving.local import ServingURLs, compute_drift, free_port, predict, wait_for_rows
-from dex_serving.sandbox import World
+from dex_testing.serving_world import World
+from dexctl.local_serving import ServingURLs, compute_drift, predict, wait_for_rows
+from dexctl.processes import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
 
@@ -124,7 +125,7 @@ class _Monitor:
 def test_no_acknowledged_event_is_lost_across_a_monitor_crash(world: World, tmp_path: Path) -> None:
     total, senders = 1200, 6
     state = tmp_path / "monitor"
-    monitor = _Monitor(world, state, free_port())
+    monitor = _Monitor(world, state, free_ports(1)[0])
     monitor.start()
     acked: list[str] = []
     lock = threading.Lock()

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dex_serving.local import ServingURLs, free_port
-from dex_serving.sandbox import World
+from dex_testing.serving_world import World
+from dexctl.local_serving import ServingURLs
+from dexctl.processes import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
 
@@ -217,14 +218,15 @@ def test_transformer_refuses_a_contract_the_online_service_does_not_match(world:
     env_extra = {**world.env, "MLFLOW_DISABLE_TELEMETRY": "true"}
     import os
 
+    ports = free_ports(2)
     done = subprocess.run(
         [
             sys.executable, "-m", "dex_serving.run", "transformer",
             "--model", world.mismatched_model,
             "--tracking-uri", world.tracking_uri,
             "--feature-repo", str(world.feature_repo),
-            "--predictor-host", f"127.0.0.1:{free_port()}",
-            "--port", str(free_port()),
+            "--predictor-host", f"127.0.0.1:{ports[0]}",
+            "--port", str(ports[1]),
         ],
         env={**os.environ, **env_extra},
         capture_output=True,

@@ -12,7 +12,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-REPO = Path(__file__).resolve().parents[3]
+from dex_testing import SOURCE_ROOT
+
+REPO = SOURCE_ROOT
 KUSTOMIZE = REPO / "kustomize"
 HEALTH_DIR = KUSTOMIZE / "argocd" / "health"
 ENVS = ("dev", "staging", "prod")

@@ -1,11 +1,11 @@
 """Static checks of the component image's Dockerfile (no Docker engine here)."""
 
 import re
-from pathlib import Path
 
 from dex_pipelines.training import IMAGE_FEATURE_REPO
+from dex_testing import SOURCE_ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = SOURCE_ROOT
 DOCKERFILE = ROOT / "components" / "Dockerfile"
 
 

@@ -3,7 +3,6 @@ structural (a schema Kubernetes accepts and `kubectl explain` reads)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,9 @@ import yaml
 
 from dex_operator.crd.models import DexModelSpec
 from dex_operator.crd.render import dexmodel_crd, dexpipeline_crd, render_all, stale_files
+from dex_testing import SOURCE_ROOT
 
-CRD_DIR = Path(__file__).resolve().parents[3] / "manifests" / "crd"
+CRD_DIR = SOURCE_ROOT / "manifests" / "crd"
 
 
 def test_manifests_are_current() -> None:

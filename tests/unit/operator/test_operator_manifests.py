@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+from dex_testing import SOURCE_ROOT
+
+REPO = SOURCE_ROOT
 MANIFESTS = REPO / "manifests"
 
 

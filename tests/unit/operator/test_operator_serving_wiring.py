@@ -5,7 +5,6 @@ either side fails here, not in a pod's CrashLoopBackOff."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,9 @@ from dex_operator.crd.models import DexModelSpec
 from dex_operator.rollout import Plan, Target
 from dex_serving.run import settings_from
 from dex_serving.settings import PredictorSettings, TransformerSettings
+from dex_testing import SOURCE_ROOT
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = SOURCE_ROOT
 ENDPOINTS = isvc.Endpoints(tracking_uri="http://mlflow.dex.svc:5000")
 V1, V2 = Target("s3://m/1", "1"), Target("s3://m/2", "2")
 

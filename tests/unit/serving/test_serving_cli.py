@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from dex.cli.main import app
+from dexctl.main import app
 
 
 def test_serve_and_monitor_commands_are_registered() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dex.settings import REPO_ROOT
+from dex_testing import SOURCE_ROOT as REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "serving" / "Dockerfile"
 

@@ -13,7 +13,7 @@ from dex_serving.eventlog import (
     InferenceLogger,
     inference_events,
 )
-from dex_serving.local import free_port
+from dexctl.processes import free_ports
 
 
 def test_request_and_response_share_an_id_and_round_trip_binary_mode() -> None:
@@ -41,7 +41,7 @@ def test_full_buffer_and_failed_delivery_are_dropped_and_counted() -> None:
     before_full, before_failed = _dropped("buffer_full"), _dropped("send_failed")
     # Nothing listens on this port: every delivery fails fast.
     logger = InferenceLogger(
-        f"http://127.0.0.1:{free_port()}", capacity=2, batch_size=10, max_attempts=1
+        f"http://127.0.0.1:{free_ports(1)[0]}", capacity=2, batch_size=10, max_attempts=1
     )
     events = [
         e

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from dex.settings import REPO_ROOT
+from dex_testing import SOURCE_ROOT
 
-BUILD_SCRIPT = REPO_ROOT / "tools" / "envtest" / "build.sh"
+BUILD_SCRIPT = SOURCE_ROOT / "tools" / "envtest" / "build.sh"
 REQUIRED = ("etcd", "kube-apiserver")
 
 
@@ -36,18 +36,10 @@ def asset_folder() -> Path:
     """The folder build.sh uses, computed by build.sh itself so there is one definition."""
     if explicit := os.environ.get("KUBEBUILDER_ASSETS"):
         return Path(explicit)
-    if BUILD_SCRIPT.exists():
-        out = subprocess.run(
-            ["bash", str(BUILD_SCRIPT), "--print-dir"],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return Path(out.stdout.strip())
-    # Installed without the source tree: take whichever version was built last.
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dex" / "envtest"
-    built = sorted(cache.glob("v*/kube-apiserver"), key=lambda p: p.stat().st_mtime)
-    return Path(os.environ.get("DEX_ENVTEST_DIR", built[-1].parent if built else cache))
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--print-dir"], check=True, capture_output=True, text=True
+    )
+    return Path(out.stdout.strip())
 
 
 def _executable(path: Path) -> Path | None:
@@ -58,10 +50,6 @@ def find_assets(*, build_if_missing: bool = False) -> Assets:
     folder = asset_folder()
     missing = [name for name in REQUIRED if _executable(folder / name) is None]
     if missing and build_if_missing and "KUBEBUILDER_ASSETS" not in os.environ:
-        if not BUILD_SCRIPT.exists():
-            raise MissingAssetsError(
-                f"{missing} not in {folder} and no {BUILD_SCRIPT} to build them"
-            )
         subprocess.run(["bash", str(BUILD_SCRIPT)], check=True)
         missing = [name for name in REQUIRED if _executable(folder / name) is None]
     if missing:

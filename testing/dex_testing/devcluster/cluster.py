@@ -15,7 +15,6 @@ import json
 import logging
 import shutil
 import ssl
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -24,17 +23,18 @@ from types import TracebackType
 
 from pydantic import BaseModel, Field
 
-from dex.devcluster.assets import Assets, find_assets
-from dex.devcluster.kubeconfig import write_cert_kubeconfig
-from dex.devcluster.pki import Pki, generate_pki
-from dex.devcluster.processes import (
+from dex_testing.devcluster.assets import Assets, find_assets
+from dex_testing.devcluster.kubeconfig import write_cert_kubeconfig
+from dex_testing.devcluster.pki import Pki, generate_pki
+from dexctl.processes import (
+    Child,
     ProcessRecord,
     free_ports,
     is_running,
     port_is_free,
-    spawn,
-    stop,
-    wait_until,
+)
+from dexctl.processes import (
+    stop_recorded as stop_process,
 )
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class ControlPlane:
         self.config = config or ControlPlaneConfig()
         self.assets = assets or find_assets()
         self.state: ClusterState | None = None
-        self._procs: list[tuple[subprocess.Popen[bytes], ProcessRecord]] = []
+        self._procs: list[Child] = []
         self._work_dir: Path | None = None
         self._owns_work_dir = False
 
@@ -171,23 +171,27 @@ class ControlPlane:
             started_at=dt.datetime.now(dt.UTC),
             startup_seconds=round(time.monotonic() - began, 2),
             ports=ports,
-            processes=[record for _, record in self._procs],
+            processes=[child.record for child in self._procs],
         )
         log.info(
             "control plane %s ready at %s in %.1f s", version, server, self.state.startup_seconds
         )
         return self.state
 
-    def _spawn(self, name: str, binary: Path, args: list[str], work: Path) -> None:
-        proc, record = spawn(
-            name, binary, args, work / "logs" / f"{name}.log", detached=self.config.detached
+    def _spawn(self, name: str, binary: Path, args: list[str], work: Path) -> Child:
+        child = Child(
+            name,
+            [str(binary), *args],
+            log=work / "logs" / f"{name}.log",
+            detached=self.config.detached,
         )
-        self._procs.append((proc, record))
+        self._procs.append(child)
+        return child
 
     def _start_etcd(self, work: Path, ports: dict[str, int]) -> None:
         client = f"http://127.0.0.1:{ports['etcd_client']}"
         peer = f"http://127.0.0.1:{ports['etcd_peer']}"
-        self._spawn(
+        child = self._spawn(
             "etcd",
             self.assets.etcd,
             [
@@ -204,17 +208,10 @@ class ControlPlane:
             ],
             work,
         )
-        proc, record = self._procs[-1]
-        wait_until(
-            "etcd",
-            lambda: _http_ok(f"{client}/health"),
-            proc=proc,
-            record=record,
-            timeout=self.config.start_timeout,
-        )
+        child.wait_ready(lambda: _http_ok(f"{client}/health"), timeout=self.config.start_timeout)
 
     def _start_apiserver(self, work: Path, pki: Pki, ports: dict[str, int]) -> None:
-        self._spawn(
+        child = self._spawn(
             "kube-apiserver",
             self.assets.kube_apiserver,
             [
@@ -241,13 +238,9 @@ class ControlPlane:
             ],
             work,
         )
-        proc, record = self._procs[-1]
         ctx = _tls_context(pki)
-        wait_until(
-            "kube-apiserver",
+        child.wait_ready(
             lambda: _http_ok(f"https://127.0.0.1:{ports['apiserver']}/readyz", ctx),
-            proc=proc,
-            record=record,
             timeout=self.config.start_timeout,
         )
 
@@ -262,7 +255,7 @@ class ControlPlane:
             user="system:kube-controller-manager",
             context="dex-devcluster",
         )
-        self._spawn(
+        child = self._spawn(
             "kube-controller-manager",
             self.assets.kube_controller_manager,
             [
@@ -280,24 +273,20 @@ class ControlPlane:
             ],
             work,
         )
-        proc, record = self._procs[-1]
         # /healthz is served on a self-signed cert the controller-manager makes for itself
         # in --cert-dir; this is a loopback liveness probe, not a trust decision.
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE
-        wait_until(
-            "kube-controller-manager",
+        child.wait_ready(
             lambda: _http_ok(f"https://127.0.0.1:{port}/healthz", insecure),
-            proc=proc,
-            record=record,
             timeout=self.config.start_timeout,
         )
 
     def stop(self) -> None:
         # Reverse order: the API server must not outlive etcd and log connection errors.
-        for proc, record in reversed(self._procs):
-            stop(record, proc)
+        for child in reversed(self._procs):
+            child.stop()
         self._procs.clear()
         if self._owns_work_dir and self._work_dir is not None:
             shutil.rmtree(self._work_dir, ignore_errors=True)
@@ -308,7 +297,7 @@ class ControlPlane:
 def stop_recorded(state: ClusterState) -> None:
     """Stop a control plane started by another process (``dexctl dev cluster down``)."""
     for record in reversed(state.processes):
-        stop(record, None)
+        stop_process(record)
     if state.owns_work_dir:
         shutil.rmtree(state.work_dir, ignore_errors=True)
 

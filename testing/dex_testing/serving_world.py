@@ -7,7 +7,7 @@ features and registered as ``churn-classifier`` (alias ``champion``) with its fe
 and reference data. Version 2 carries a contract that disagrees with the online feature
 service, for the refuse-to-start check.
 
-Run in a fresh process (``python -m dex_serving.sandbox <folder>``): Feast imports the repo's
+Run in a fresh process (``python -m dex_testing.serving_world <folder>``): Feast imports the repo's
 definition modules by name and caches them, so one process builds one world.
 """
 
@@ -56,10 +56,11 @@ def build(root: Path, n_reference: int = 3000, n_batch: int = 1100) -> World:
 
     from dex import features
     from dex.data import churn
-    from dex.settings import REPO_ROOT, DexSettings
+    from dex.settings import DexSettings
+    from dex_testing import SOURCE_ROOT
 
     root = root.resolve()
-    settings = DexSettings(state_dir=root / "state", feature_repo=REPO_ROOT / "feature_repo")
+    settings = DexSettings(state_dir=root / "state", feature_repo=SOURCE_ROOT / "feature_repo")
     env = features.feast_env(settings)
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(env)
@@ -168,7 +169,7 @@ def build_in_subprocess(root: Path, timeout_s: float = 600) -> World:
 
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "FEAST_USAGE": "False"}
     done = subprocess.run(
-        [sys.executable, "-m", "dex_serving.sandbox", str(root)],
+        [sys.executable, "-m", "dex_testing.serving_world", str(root)],
         env=env,
         capture_output=True,
         text=True,

@@ -43,9 +43,9 @@ def demo(
 ) -> None:
     """Train, serve, detect drift, retrain through the monitor's trigger, show the registry."""
     from dex import features
-    from dex.cli.models import versions_table
-    from dex.cli.pipeline import run_pipeline
     from dex.data import GeneratorConfig, generate, write_parquet
+    from dexctl.models import versions_table
+    from dexctl.pipeline import run_pipeline
 
     settings = get_settings()
     console.print(Rule("1. reference batch -> features"))
@@ -93,7 +93,7 @@ def serve_and_retrain(
     from dex import features
     from dex.data import generate, write_parquet
     from dex.features import feast_env
-    from dex_serving.local import (
+    from dexctl.local_serving import (
         LocalServing,
         LocalServingConfig,
         compute_drift,

@@ -34,7 +34,7 @@ def serve_cmd(
     """Serve the champion (or a version) with Feast online features; Ctrl-C stops."""
     from dex.features import feast_env
     from dex.registry import configure_mlflow
-    from dex_serving.local import LocalServing, LocalServingConfig
+    from dexctl.local_serving import LocalServing, LocalServingConfig
 
     settings = get_settings()
     configure_mlflow(settings)

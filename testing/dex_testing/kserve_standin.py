@@ -1,5 +1,4 @@
-"""Test support (like ``kopf.testing``): the operator as a real subprocess, and a stand-in
-for the KServe *controller*.
+"""A stand-in for the KServe *controller*, for tests that have no node to run pods on.
 
 There is no KServe controller without nodes and Knative, so ``KServeStandIn`` plays its part
 through the real API: it watches InferenceServices and patches their ``status`` subresource
@@ -12,13 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,64 +265,3 @@ class KServeStandIn:
         }
         weight = statuses[0]["trafficPercent"] if statuses else None
         return status, weight
-
-
-class OperatorProcess:
-    """``python -m dex_operator`` as a real subprocess (its own process group, so a SIGKILL
-    takes exactly it and nothing else)."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path, env: Mapping[str, str]) -> None:
-        self.kubeconfig, self.log_path, self.env = kubeconfig, log_path, dict(env)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.liveness_port = int(self.env.get("DEX_LIVENESS_PORT", "0"))
-
-    def start(self, timeout: float = 60.0) -> OperatorProcess:
-        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
-        env.setdefault("DEX_BIND_HOST", "127.0.0.1")
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dex_operator"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        if self.liveness_port:
-            self._wait_live(timeout)
-        return self
-
-    def _wait_live(self, timeout: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.liveness_port}/healthz"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"operator not live after {timeout}s; see {self.log_path}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no graceful shutdown."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()

@@ -10,11 +10,9 @@ Each child's output is prefixed with its role (``[predictor] ...``) and written 
 
 from __future__ import annotations
 
+import functools
 import os
-import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -24,12 +22,8 @@ import httpx
 from pydantic import BaseModel, Field
 
 from dex_serving.settings import DEFAULT_TRIGGER
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from dexctl.polling import eventually
+from dexctl.processes import Child, free_ports
 
 
 class LocalServingConfig(BaseModel):
@@ -70,52 +64,10 @@ class ServingURLs(BaseModel):
         return f"{self.transformer}/v2/models/{self.model_name}/infer"
 
 
-class _Child:
-    def __init__(self, role: str, argv: list[str], env: dict[str, str], sink: IO[str]) -> None:
-        self.role = role
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        self.tail: list[str] = []
-        self._sink = sink
-        self._pump = threading.Thread(target=self._copy, name=f"log-{role}", daemon=True)
-        self._pump.start()
-
-    def _copy(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.tail = [*self.tail[-40:], line.rstrip()]
-            self._sink.write(f"[{self.role}] {line}")
-            self._sink.flush()
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            self._pump.join(2)
-            tail = "\n".join(self.tail[-15:])
-            raise RuntimeError(f"{self.role} exited with code {code}:\n{tail}")
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._pump.join(2)
-
-
 class LocalServing:
     def __init__(self, config: LocalServingConfig) -> None:
         self.config = config
-        self.children: dict[str, _Child] = {}
+        self.children: dict[str, Child] = {}
         self.urls: ServingURLs | None = None
         self._sink: IO[str] | None = None
 
@@ -145,7 +97,7 @@ class LocalServing:
         sink = self._sink or sys.stderr
         env = self._env()
         base = [sys.executable, "-m", "dex_serving.run"]
-        ports = {"predictor": free_port(), "transformer": free_port(), "monitor": free_port()}
+        ports = dict(zip(("predictor", "transformer", "monitor"), free_ports(3), strict=True))
         name = _served_name(cfg.model)
         urls = ServingURLs(
             model_name=name,
@@ -154,7 +106,7 @@ class LocalServing:
             monitor=f"http://127.0.0.1:{ports['monitor']}" if cfg.monitor else None,
         )
         if cfg.monitor:
-            self.children["monitor"] = _Child(
+            self.children["monitor"] = Child(
                 "monitor",
                 [
                     *base, "monitor", *self._registry_args(),
@@ -169,14 +121,14 @@ class LocalServing:
                     "--trigger-command", cfg.trigger_command or "",
                     "--trigger-cooldown", str(cfg.trigger_cooldown_s),
                 ],
-                env,
-                sink,
+                env=env,
+                sink=sink,
             )  # fmt: skip
-        self.children["predictor"] = _Child(
+        self.children["predictor"] = Child(
             "predictor",
             [*base, "predictor", *self._registry_args(), "--port", str(ports["predictor"])],
-            env,
-            sink,
+            env=env,
+            sink=sink,
         )
         transformer = [
             *base, "transformer", *self._registry_args(),
@@ -187,7 +139,7 @@ class LocalServing:
         ]  # fmt: skip
         if urls.monitor:
             transformer += ["--monitor-url", urls.monitor]
-        self.children["transformer"] = _Child("transformer", transformer, env, sink)
+        self.children["transformer"] = Child("transformer", transformer, env=env, sink=sink)
         self.urls = urls
         try:
             self._wait_ready(urls)
@@ -203,24 +155,14 @@ class LocalServing:
         }
         if urls.monitor:
             checks["monitor"] = f"{urls.monitor}/readyz"
+        # One deadline for all: they start in parallel, so the later waits are short.
         deadline = time.monotonic() + self.config.start_timeout_s
-        pending = dict(checks)
         with httpx.Client(timeout=2.0) as client:
-            while pending:
-                for role, url in list(pending.items()):
-                    self.children[role].check_alive()
-                    try:
-                        if client.get(url).status_code == 200:
-                            del pending[role]
-                    except httpx.HTTPError:
-                        pass
-                if not pending:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"not ready after {self.config.start_timeout_s}s: {sorted(pending)}"
-                    )
-                time.sleep(0.2)
+            for role, url in checks.items():
+                self.children[role].wait_ready(
+                    functools.partial(_answers_200, client, url),
+                    timeout=max(0.0, deadline - time.monotonic()),
+                )
 
     def stop(self) -> None:
         # Transformer first: it flushes buffered inference events to a still-running monitor.
@@ -242,6 +184,10 @@ class LocalServing:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _answers_200(client: httpx.Client, url: str) -> bool:
+    return client.get(url).status_code == 200
 
 
 def _served_name(model: str) -> str:
@@ -275,15 +221,13 @@ def wait_for_rows(urls: ServingURLs, at_least: int, timeout_s: float = 60.0) -> 
     """Block until the monitor stored ``at_least`` feature rows (the logger is asynchronous)."""
     if urls.monitor is None:
         raise ValueError("serving was started without a monitor")
-    deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=5) as client:
-        while True:
-            rows = int(client.get(f"{urls.monitor}/events/count").json()["rows"])
-            if rows >= at_least:
-                return rows
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"monitor has {rows} rows, expected {at_least}")
-            time.sleep(0.2)
+
+        def rows() -> int:
+            count = int(client.get(f"{urls.monitor}/events/count").json()["rows"])
+            return count if count >= at_least else 0
+
+        return eventually(rows, timeout=timeout_s, what=f"monitor holding {at_least} rows")
 
 
 def compute_drift(urls: ServingURLs) -> list[dict[str, object]]:

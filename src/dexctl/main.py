@@ -4,13 +4,14 @@ libraries lazily, so ``dexctl --help`` stays fast."""
 from __future__ import annotations
 
 import warnings
+from importlib.metadata import entry_points
 
 import typer
 
-from dex.cli import data, demo, dev, features, models, pipeline
-from dex.cli import monitor as monitor_cli
-from dex.cli import operator as operator_cli
-from dex.cli import serve as serve_cli
+from dexctl import data, demo, features, models, pipeline
+from dexctl import monitor as monitor_cli
+from dexctl import operator as operator_cli
+from dexctl import serve as serve_cli
 
 # Library deprecation chatter (SQLAlchemy inside MLflow, Feast's experimental notices) is
 # not actionable for a dexctl user; it stays visible in tests and step logs.
@@ -27,11 +28,15 @@ app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(models.app, name="models")
-app.add_typer(dev.app, name="dev")
 app.add_typer(operator_cli.app, name="operator")
 app.command("demo")(demo.demo)
 app.command("serve")(serve_cli.serve_cmd)
 app.command("monitor")(monitor_cli.monitor_cmd)
+
+# Plugins add command groups, as kubectl's do: `dexctl dev` comes from the test-support
+# distribution (dataenginex-testing), which the product must not import.
+for plugin in entry_points(group="dexctl.plugins"):
+    app.add_typer(plugin.load(), name=plugin.name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from rich.table import Table
 from dex.settings import get_settings
 
 if TYPE_CHECKING:
-    from dex.local_runner import RunResult, StepProgress
+    from dexctl.local_runner import RunResult, StepProgress
 
 app = typer.Typer(help="KFP pipelines: compile to IR YAML, run locally.", no_args_is_help=True)
 console = Console()
@@ -39,7 +39,7 @@ def progress_table(name: str, steps: list[StepProgress]) -> Table:
 def compile_cmd(
     check: bool = typer.Option(False, help="Fail if the committed YAML differs (CI)."),
 ) -> None:
-    """Compile training / evaluation / promotion to pipelines/compiled/*.yaml."""
+    """Compile training / evaluation / promotion to pipelines/dex_pipelines/compiled/*.yaml."""
     import tempfile
     from pathlib import Path
 
@@ -63,7 +63,7 @@ def compile_cmd(
 
 
 def run_pipeline(name: str, overrides: dict[str, object], quiet: bool = False) -> RunResult:
-    from dex.local_runner import PipelineFailedError, default_parameters, run_local
+    from dexctl.local_runner import PipelineFailedError, default_parameters, run_local
 
     settings = get_settings()
     params = {**default_parameters(name, settings), **overrides}
@@ -95,8 +95,8 @@ def run_cmd(
     param: list[str] = typer.Option([], "--param", "-p", help="key=value pipeline parameter."),
 ) -> None:
     """Run a pipeline; each step is a fresh process, as in a cluster."""
-    from dex.local_runner import coerce
     from dex_pipelines import pipelines
+    from dexctl.local_runner import coerce
 
     if name not in pipelines():
         console.print(f"[red]unknown pipeline {name!r}[/]; choose from {sorted(pipelines())}")

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from dex.devcluster import ClusterState
+    from dex_testing.devcluster import ClusterState
 
 app = typer.Typer(help="Developer tooling: a local Kubernetes control plane.", no_args_is_help=True)
 cluster_app = typer.Typer(
@@ -33,7 +33,7 @@ def _state_file() -> Path:
 
 
 def _load() -> ClusterState | None:
-    from dex.devcluster import ClusterState
+    from dex_testing.devcluster import ClusterState
 
     path = _state_file()
     if not path.exists():
@@ -42,7 +42,7 @@ def _load() -> ClusterState | None:
 
 
 def _running(state: ClusterState) -> list[str]:
-    from dex.devcluster.processes import is_running
+    from dexctl.processes import is_running
 
     return [p.name for p in state.processes if is_running(p)]
 
@@ -56,7 +56,7 @@ def up(
     build: bool = typer.Option(True, help="Build the binaries (make envtest) if missing."),
 ) -> None:
     """Start the control plane detached and record it under the DEX state folder."""
-    from dex.devcluster import ControlPlane, ControlPlaneConfig, find_assets
+    from dex_testing.devcluster import ControlPlane, ControlPlaneConfig, find_assets
 
     state = _load()
     if state is not None and _running(state):
@@ -79,7 +79,7 @@ def up(
 
 
 def _clean(state: ClusterState) -> None:
-    from dex.devcluster import stop_recorded
+    from dex_testing.devcluster import stop_recorded
 
     stop_recorded(state)
     # The dev cluster is throw-away: fresh certificates and an empty etcd on every `up`.
