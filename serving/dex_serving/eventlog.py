@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dex import metrics
 from dex_serving import logs
 
 log = logging.getLogger("dex.serving.eventlog")
@@ -118,12 +119,12 @@ class _Metrics:
         from prometheus_client import Counter, Gauge
 
         self.dropped = Counter(
-            "dex_inference_events_dropped",
+            metrics.INFERENCE_EVENTS_DROPPED,
             "Inference events dropped instead of delivered to the monitor.",
             ["reason"],
         )
-        self.sent = Counter("dex_inference_events_sent", "Inference events acknowledged.")
-        self.buffered = Gauge("dex_inference_events_buffered", "Events waiting to be sent.")
+        self.sent = Counter(metrics.INFERENCE_EVENTS_SENT, "Inference events acknowledged.")
+        self.buffered = Gauge(metrics.INFERENCE_EVENTS_BUFFERED, "Events waiting to be sent.")
 
     @classmethod
     def get(cls) -> _Metrics:

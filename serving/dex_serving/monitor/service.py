@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 
+from dex import metrics
 from dex_serving import logs, registry
 from dex_serving.eventlog import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, CloudEvent
 from dex_serving.monitor import drift
@@ -79,30 +80,30 @@ class Monitor:
         )
         self._compute_lock = asyncio.Lock()
         self.metrics = CollectorRegistry()
-        labels = ["model", "version"]
+        labels = list(metrics.MODEL_LABELS)
         self.g_share = Gauge(
-            "dex_drift_share", "Share of drifted features.", labels, registry=self.metrics
+            metrics.DRIFT_SHARE, "Share of drifted features.", labels, registry=self.metrics
         )
         self.g_detected = Gauge(
-            "dex_drift_detected", "1 when dataset drift.", labels, registry=self.metrics
+            metrics.DRIFT_DETECTED, "1 when dataset drift.", labels, registry=self.metrics
         )
         self.g_rows = Gauge(
-            "dex_drift_window_rows", "Rows in the drift window.", labels, registry=self.metrics
+            metrics.DRIFT_WINDOW_ROWS, "Rows in the drift window.", labels, registry=self.metrics
         )
         self.g_feature = Gauge(
-            "dex_feature_drift_score",
+            metrics.FEATURE_DRIFT_SCORE,
             "Per-feature drift statistic (see method).",
             [*labels, "feature", "method"],
             registry=self.metrics,
         )
         self.c_events = Counter(
-            "dex_monitor_events", "Events stored.", ["type"], registry=self.metrics
+            metrics.MONITOR_EVENTS, "Events stored.", ["type"], registry=self.metrics
         )
         self.c_triggers = Counter(
-            "dex_drift_triggers", "Drift triggers fired.", labels, registry=self.metrics
+            metrics.DRIFT_TRIGGERS, "Drift triggers fired.", labels, registry=self.metrics
         )
         self.h_compute = Histogram(
-            "dex_drift_compute_seconds",
+            metrics.DRIFT_COMPUTE_SECONDS,
             "Drift computation time.",
             registry=self.metrics,
             buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30),

@@ -1,0 +1,22 @@
+"""Names of the Prometheus series the DEX monitor exports and the operator's analysis reads.
+
+One owner, because they are an interface between two deployables: the monitor writes
+``dex_drift_share{model,version}`` and a rollout's drift gate queries exactly that series.
+"""
+
+from __future__ import annotations
+
+# Labels every per-model series carries: the registered model name and its served version.
+MODEL_LABELS = ("model", "version")
+
+DRIFT_SHARE = "dex_drift_share"
+DRIFT_DETECTED = "dex_drift_detected"
+DRIFT_WINDOW_ROWS = "dex_drift_window_rows"
+FEATURE_DRIFT_SCORE = "dex_feature_drift_score"
+DRIFT_TRIGGERS = "dex_drift_triggers"
+DRIFT_COMPUTE_SECONDS = "dex_drift_compute_seconds"
+MONITOR_EVENTS = "dex_monitor_events"
+
+INFERENCE_EVENTS_SENT = "dex_inference_events_sent"
+INFERENCE_EVENTS_DROPPED = "dex_inference_events_dropped"
+INFERENCE_EVENTS_BUFFERED = "dex_inference_events_buffered"
