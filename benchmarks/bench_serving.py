@@ -81,6 +81,7 @@ def run() -> list[dict[str, object]]:
     import pandas as pd
 
     from dex_serving.monitor import drift
+    from dex_serving.settings import DriftSettings
     from dex_testing.serving_world import build_in_subprocess
     from dexctl.local_serving import LocalServing, LocalServingConfig
 
@@ -134,8 +135,7 @@ def run() -> list[dict[str, object]]:
             feature_repo=world.feature_repo,
             state_dir=world.root / "serving",
             env=world.env,
-            interval_s=3600,
-            trigger_command=None,
+            drift=DriftSettings(interval_s=3600),
             log_file=world.root / "serving.log",
         )
         with LocalServing(config) as urls, httpx.Client(timeout=30) as client:

@@ -18,15 +18,14 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from dex.contract import FeatureContract
-from dex.registry import CHALLENGER
+from dex.registry import CHALLENGER, CHAMPION, TAG_DECISION, TAG_REASONS
 from dex_components.errors import StepError
 from dex_components.evaluation import score
 
 log = logging.getLogger(__name__)
 
+# The decision is the alias the new version gets.
 Decision = Literal["champion", "challenger"]
-CHAMPION: Decision = "champion"
-CHALLENGER_DECISION: Decision = "challenger"
 
 
 class Gates(BaseModel):
@@ -102,7 +101,7 @@ def decide(
             + ("passed" if drift_ok else "FAILED")
         )
     if not passed:
-        return CHALLENGER_DECISION, reasons
+        return CHALLENGER, reasons
     if champion is None:
         reasons.append("no current champion")
         return CHAMPION, reasons
@@ -115,7 +114,7 @@ def decide(
     reasons.append(
         f"{gates.metric} {value:.4f} does not beat champion {incumbent:.4f} by {gates.margin}"
     )
-    return CHALLENGER_DECISION, reasons
+    return CHALLENGER, reasons
 
 
 def register_and_promote(
@@ -151,14 +150,14 @@ def register_and_promote(
         run_id=run_id,
         tags={
             **contract.to_tags(),
-            "dex.decision": decision,
+            TAG_DECISION: decision,
             **{f"dex.holdout.{k}": f"{v:.6f}" for k, v in candidate.items()},
         },
     )
     try:
         client.set_registered_model_alias(registered_model, decision, version.version)
         client.set_model_version_tag(
-            registered_model, version.version, "dex.reasons", "; ".join(reasons)
+            registered_model, version.version, TAG_REASONS, "; ".join(reasons)
         )
     except Exception:
         # Leave no version without its alias and decision behind.
@@ -203,7 +202,7 @@ def promote_challenger(
     if decision == CHAMPION:
         client.set_registered_model_alias(registered_model, CHAMPION, challenger.version)
         client.delete_registered_model_alias(registered_model, CHALLENGER)
-    client.set_model_version_tag(registered_model, challenger.version, "dex.decision", decision)
+    client.set_model_version_tag(registered_model, challenger.version, TAG_DECISION, decision)
     return PromotionResult(
         registered_model=registered_model,
         version=str(challenger.version),

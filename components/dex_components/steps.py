@@ -56,7 +56,7 @@ def timed(func: Callable[P, R]) -> Callable[P, R]:
 
 def setup() -> None:
     """Logging and MLflow stores for a step process (KFP runs each step in its own)."""
-    from dex.registry import configure_mlflow
+    from dex.registry import use_settings
 
     # One OpenMP thread: on these small tabular fits thread start-up outweighs the gain, and
     # when other processes share the cores, spin-waiting OpenMP threads made a 1 s fit take
@@ -66,7 +66,7 @@ def setup() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    configure_mlflow(DexSettings())
+    use_settings(DexSettings())
 
 
 def experiment_id(name: str) -> str:
@@ -289,6 +289,7 @@ def register_and_promote(
 ) -> tuple[str, str]:
     import mlflow
 
+    from dex.registry import TAG_DECISION
     from dex_components.promotion import Gates
     from dex_components.promotion import register_and_promote as promote
 
@@ -306,7 +307,7 @@ def register_and_promote(
     Path(decision_report_path).write_text(report)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_text(report, "promotion/decision.md")
-        mlflow.set_tag("dex.decision", result.decision)
+        mlflow.set_tag(TAG_DECISION, result.decision)
     log.info(
         "promotion: v%s -> %s (%s)", result.version, result.decision, "; ".join(result.reasons)
     )
@@ -317,19 +318,15 @@ def resolve_version(
     registered_model: str, version_or_alias: str
 ) -> tuple[str, FeatureContract, str]:
     """(version, contract, run id) of ``name`` at a version number or an alias."""
-    import mlflow
+    from dex.registry import ModelNotFoundError, ModelRef, resolve
 
-    client = mlflow.MlflowClient()
     try:
-        if version_or_alias.isdigit():
-            mv = client.get_model_version(registered_model, version_or_alias)
-        else:
-            mv = client.get_model_version_by_alias(registered_model, version_or_alias)
-    except mlflow.exceptions.MlflowException as exc:
-        raise StepError(
-            f"registered model {registered_model!r} has no version or alias {version_or_alias!r}"
-        ) from exc
-    return str(mv.version), FeatureContract.from_tags(mv.tags), str(mv.run_id)
+        resolved = resolve(ModelRef.registered(registered_model, version_or_alias))
+    except ModelNotFoundError as exc:
+        raise StepError(str(exc)) from exc
+    if resolved.contract is None or resolved.run_id is None:
+        raise StepError(f"{resolved.uri} records no feature contract (dex.* tags) or run")
+    return str(resolved.version), resolved.contract, resolved.run_id
 
 
 @timed

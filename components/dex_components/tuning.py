@@ -44,6 +44,8 @@ def tune(
     fit_part, valid_part, _ = time_split(
         train, timestamp_column=timestamp_column, test_fraction=0.2
     )
+    # time_split orders by time: the newest rows are the ones most like the holdout.
+    fit_part = fit_part.tail(MAX_TUNING_ROWS)
     x_fit, y_fit = fit_part[feature_columns], fit_part[label]
     x_val, y_val = valid_part[feature_columns], valid_part[label]
     if y_val.nunique() < 2:
@@ -51,7 +53,14 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
-        mlflow.log_params({"n_trials": n_trials, "timeout_s": timeout_s, "sampler": "TPE"})
+        mlflow.log_params(
+            {
+                "n_trials": n_trials,
+                "timeout_s": timeout_s,
+                "sampler": "TPE",
+                "tuning_rows": len(fit_part),
+            }
+        )
 
         def objective(trial: optuna.Trial) -> float:
             params = suggest_params(trial)

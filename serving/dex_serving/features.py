@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dex.contract import FeatureContract
+from dex.features import feature_refs
 from dex_serving import logs
 from dex_serving.payloads import EntityBatch, Matrix, PayloadError
 
@@ -17,16 +17,6 @@ log = logging.getLogger("dex.serving.features")
 
 class ContractMismatchError(RuntimeError):
     """The online feature service is not what the model was trained on."""
-
-
-def service_refs(store: Any, service_name: str) -> list[str]:
-    """``view:feature`` references of a Feast FeatureService, in service order."""
-    service = store.get_feature_service(service_name)
-    return [
-        f"{projection.name_to_use()}:{feature.name}"
-        for projection in service.feature_view_projections
-        for feature in projection.features
-    ]
 
 
 def contract_difference(contract_refs: list[str], online_refs: list[str]) -> str | None:
@@ -81,7 +71,7 @@ class OnlineFeatures:
     def _check_service(self) -> None:
         name = self.contract.feature_service
         try:
-            online = service_refs(self.store, name)
+            online = feature_refs(self.store, name)
         except Exception as exc:  # Feast raises its own *NotFound types per registry backend.
             raise ContractMismatchError(
                 f"feature service '{name}' is not in the online registry: {exc}"

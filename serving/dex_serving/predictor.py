@@ -16,7 +16,8 @@ import numpy as np
 from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from dex_serving import logs, payloads, registry, v2
+from dex import registry
+from dex_serving import logs, payloads, v2
 from dex_serving.settings import PredictorSettings
 
 log = logging.getLogger("dex.serving.predictor")

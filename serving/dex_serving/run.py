@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
 
 # One OpenMP thread per server process: a one-row tree-model predict is ~4x faster without
 # thread hand-off, and scaling out is KServe's job (replicas), not OpenMP's. Set before
@@ -20,101 +21,69 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from dex_serving import logs
 from dex_serving.settings import (
-    DEFAULT_TRIGGER,
     MonitorSettings,
     PredictorSettings,
     TransformerSettings,
+    flags,
 )
 
 log = logging.getLogger("dex.serving")
 
+Settings = PredictorSettings | TransformerSettings | MonitorSettings
+ROLES: dict[str, type[Settings]] = {
+    "predictor": PredictorSettings,
+    "transformer": TransformerSettings,
+    "monitor": MonitorSettings,
+}
 
-def _common(parser: argparse.ArgumentParser, port: int) -> None:
-    parser.add_argument("--model", required=True, help="models:/name@alias or models:/name/<n>")
-    parser.add_argument("--tracking-uri")
-    parser.add_argument("--registry-uri")
-    parser.add_argument("--host", default="127.0.0.1")
-    # KServe appends --model_name/--predictor_host/--http_port to a custom container's args
-    # (unless an arg starts with that exact flag): accept its spellings as aliases.
-    parser.add_argument("--port", "--http_port", dest="port", type=int, default=port)
+
+def _add_fields(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One option per settings field: flags, default and help come from the model; values
+    are validated by the model, not here (argparse only splits the words)."""
+    for name, field in model.model_fields.items():
+        required = field.is_required()
+        spellings = flags(name, field)
+        parser.add_argument(
+            *spellings,
+            dest=name,
+            metavar=spellings[0].lstrip("-").replace("-", "_").upper(),
+            required=required,
+            default=argparse.SUPPRESS,
+            help=f"{field.description or ''} (default: {field.default})".strip()
+            if not required
+            else field.description,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dex_serving.run", allow_abbrev=False)
     sub = parser.add_subparsers(dest="role", required=True)
-
-    p = sub.add_parser("predictor", allow_abbrev=False)
-    _common(p, 8080)
-    p.add_argument("--served-name", "--model_name", dest="served_name")
-    p.add_argument("--max-batch", type=int, default=1000)
-
-    t = sub.add_parser("transformer", allow_abbrev=False)
-    _common(t, 8081)
-    t.add_argument("--served-name", "--model_name", dest="served_name")
-    t.add_argument("--feature-repo", type=Path, required=True)
-    t.add_argument("--predictor-host", "--predictor_host", dest="predictor_host", required=True)
-    t.add_argument("--predictor-protocol", choices=["v1", "v2"], default="v1")
-    t.add_argument("--monitor-url")
-    t.add_argument("--max-batch", type=int, default=1000)
-
-    m = sub.add_parser("monitor", allow_abbrev=False)
-    _common(m, 8082)
-    m.add_argument("--state-dir", type=Path, required=True)
-    m.add_argument("--window", type=int, default=10_000)
-    m.add_argument("--min-rows", type=int, default=200)
-    m.add_argument("--method", default="wasserstein")
-    m.add_argument("--threshold", type=float, default=0.1)
-    m.add_argument("--drift-share", type=float, default=0.5)
-    m.add_argument("--interval", type=float, default=10.0)
-    m.add_argument("--trigger-command", default=DEFAULT_TRIGGER, help="'' disables the trigger")
-    m.add_argument("--trigger-cooldown", type=float, default=600.0)
+    for role, model in ROLES.items():
+        _add_fields(sub.add_parser(role, allow_abbrev=False), model)
     return parser
 
 
-def settings_from(
-    argv: Sequence[str] | None,
-) -> PredictorSettings | TransformerSettings | MonitorSettings:
-    ns = build_parser().parse_args(argv)
-    common = {
-        "model": ns.model,
-        "tracking_uri": ns.tracking_uri,
-        "registry_uri": ns.registry_uri,
-        "host": ns.host,
-        "http_port": ns.port,
-    }
-    if ns.role == "predictor":
-        return PredictorSettings(**common, served_name=ns.served_name, max_batch=ns.max_batch)
-    if ns.role == "transformer":
-        return TransformerSettings(
-            **common,
-            served_name=ns.served_name,
-            feature_repo=ns.feature_repo,
-            predictor_host=ns.predictor_host,
-            predictor_protocol=ns.predictor_protocol,
-            monitor_url=ns.monitor_url,
-            max_batch=ns.max_batch,
+def settings_from(argv: Sequence[str] | None) -> Settings:
+    parser = build_parser()
+    values = vars(parser.parse_args(argv))
+    model = ROLES[values.pop("role")]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        # A usage error naming the flag, as argparse reports its own (exit code 2).
+        fields = model.model_fields
+        problems = "; ".join(
+            f"{flags(str(e['loc'][0]), fields[str(e['loc'][0])])[0]}: {e['msg']}"
+            if e["loc"] and str(e["loc"][0]) in fields
+            else e["msg"]
+            for e in exc.errors()
         )
-    return MonitorSettings(
-        **common,
-        state_dir=ns.state_dir,
-        window=ns.window,
-        min_rows=ns.min_rows,
-        method=ns.method,
-        threshold=ns.threshold,
-        drift_share=ns.drift_share,
-        interval_s=ns.interval,
-        trigger_command=ns.trigger_command or None,
-        trigger_cooldown_s=ns.trigger_cooldown,
-    )
+        parser.error(problems)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from(argv)
-    role = {
-        PredictorSettings: "predictor",
-        TransformerSettings: "transformer",
-        MonitorSettings: "monitor",
-    }[type(settings)]
+    role = next(name for name, model in ROLES.items() if type(settings) is model)
     logs.configure(role)
     logs.silence_library_warnings()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -1,64 +1,115 @@
-"""Typed settings of the three serving processes (built from command-line flags)."""
+"""Typed settings of the three serving processes: the one owner of their defaults.
+
+The command lines are derived from these models (``dex_serving.run`` for the containers,
+``dexctl serve`` / ``dexctl monitor`` locally): a field's default, help and flag spelling are
+written here once. A field's flags default to ``--field-name``; ``flags`` in its
+``json_schema_extra`` lists others (the first is the canonical one), e.g. the spellings KServe
+appends to a custom container's arguments.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+from pydantic.fields import FieldInfo
 
-DEFAULT_TRIGGER = "dexctl pipeline run training --local"
+
+def flags(name: str, field: FieldInfo) -> list[str]:
+    """Command-line spellings of a settings field."""
+    extra = field.json_schema_extra
+    declared = extra.get("flags") if isinstance(extra, dict) else None
+    if isinstance(declared, list) and declared:
+        return [str(flag) for flag in declared]
+    return ["--" + name.replace("_", "-")]
 
 
-class PredictorSettings(BaseModel):
+def _flags(*names: str) -> Any:
+    return {"flags": list(names)}
+
+
+class _ServerSettings(BaseModel):
     model: str = Field(description="models:/name@alias, models:/name/<version>, or a storage URI.")
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking URI.")
+    registry_uri: str | None = Field(default=None, description="MLflow registry URI.")
+    host: str = Field(default="127.0.0.1", description="Address to bind (0.0.0.0 in a container).")
+
+
+class PredictorSettings(_ServerSettings):
     served_name: str | None = Field(
-        default=None, description="Name in the URL; defaults to the registered model name."
+        default=None,
+        description="Name in the URL; defaults to the registered model name.",
+        json_schema_extra=_flags("--served-name", "--model_name"),
     )
-    tracking_uri: str | None = None
-    registry_uri: str | None = None
-    host: str = "127.0.0.1"
-    http_port: int = 8080
-    max_batch: int = Field(default=1000, ge=1)
+    http_port: int = Field(default=8080, json_schema_extra=_flags("--port", "--http_port"))
+    max_batch: int = Field(default=1000, ge=1, description="Largest accepted batch.")
 
 
-class TransformerSettings(BaseModel):
+class TransformerSettings(_ServerSettings):
     model: str = Field(
         description="models:/name@alias or models:/name/<version> (needs a contract)."
     )
-    served_name: str | None = None
-    tracking_uri: str | None = None
-    registry_uri: str | None = None
+    served_name: str | None = Field(
+        default=None,
+        description="Name in the URL; defaults to the registered model name.",
+        json_schema_extra=_flags("--served-name", "--model_name"),
+    )
     feature_repo: Path = Field(description="Feast repository holding feature_store.yaml.")
-    predictor_host: str = Field(description="host:port of the predictor.")
-    predictor_protocol: Literal["v1", "v2"] = "v1"
+    predictor_host: str = Field(
+        description="host:port of the predictor.",
+        json_schema_extra=_flags("--predictor-host", "--predictor_host"),
+    )
+    predictor_protocol: Literal["v1", "v2"] = Field(
+        default="v1", description="Protocol spoken to the predictor."
+    )
     monitor_url: str | None = Field(default=None, description="Where inference events go.")
-    host: str = "127.0.0.1"
-    http_port: int = 8081
-    max_batch: int = Field(default=1000, ge=1)
+    http_port: int = Field(default=8081, json_schema_extra=_flags("--port", "--http_port"))
+    max_batch: int = Field(default=1000, ge=1, description="Largest accepted batch.")
     log_buffer: int = Field(default=10_000, ge=1, description="Events held before dropping.")
     log_batch: int = Field(default=200, ge=1, description="Events per POST to the monitor.")
 
 
-class MonitorSettings(BaseModel):
-    model: str = Field(description="models:/name@alias or /<version>: default version + baseline.")
-    tracking_uri: str | None = None
-    registry_uri: str | None = None
-    state_dir: Path = Field(description="Event database, reference data and HTML reports.")
-    host: str = "127.0.0.1"
-    http_port: int = 8082
-    window: int = Field(default=10_000, ge=10, description="Sliding window: latest N rows.")
+class DriftSettings(BaseModel):
+    """How the monitor judges drift and what it does about it."""
+
+    window: int = Field(default=10_000, ge=10, description="Drift window: latest N served rows.")
     min_rows: int = Field(default=200, ge=1, description="No verdict on fewer rows.")
-    method: str = Field(default="wasserstein", description="Evidently per-column drift method.")
-    threshold: float = Field(default=0.1, gt=0, description="Per-column drift threshold.")
+    method: str = Field(default="wasserstein", description="Evidently per-feature drift method.")
+    threshold: float = Field(default=0.1, gt=0, description="Per-feature drift threshold.")
     drift_share: float = Field(
-        default=0.5, gt=0, le=1, description="Share of drifted columns that means dataset drift."
+        default=0.5, gt=0, le=1, description="Share of drifted features that is dataset drift."
     )
-    interval_s: float = Field(default=10.0, gt=0, description="Drift computation cadence.")
+    interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between drift computations.",
+        json_schema_extra=_flags("--interval"),
+    )
     trigger_command: str | None = Field(
-        default=DEFAULT_TRIGGER, description="Run when drift crosses the threshold; None: off."
+        # Off by default: in a cluster, retraining is a DexPipeline's drift trigger, not a
+        # command in the monitor's container. `dexctl` sets a local retrain command.
+        default=None,
+        description="Command run when drift crosses the threshold ('' or unset: none).",
+        json_schema_extra=_flags("--trigger-command", "--trigger"),
     )
-    trigger_cooldown_s: float = Field(default=600.0, ge=0)
+    trigger_cooldown_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds between two triggers.",
+        json_schema_extra=_flags("--trigger-cooldown", "--cooldown"),
+    )
+
+    @field_validator("trigger_command")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class MonitorSettings(DriftSettings, _ServerSettings):
+    model: str = Field(description="models:/name@alias or /<version>: default version + baseline.")
+    state_dir: Path = Field(description="Event database, reference data and HTML reports.")
+    http_port: int = Field(default=8082, json_schema_extra=_flags("--port", "--http_port"))
 
     @property
     def db_path(self) -> Path:
@@ -67,3 +118,15 @@ class MonitorSettings(BaseModel):
     @property
     def report_path(self) -> Path:
         return self.state_dir / "drift-report.html"
+
+
+def to_args(settings: BaseModel, *, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """The command line that parses back into ``settings`` (canonical flags; unset
+    optionals left out), for a parent process starting a server."""
+    args: list[str] = []
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        if name in exclude or value is None:
+            continue
+        args += [flags(name, field)[0], str(value)]
+    return args

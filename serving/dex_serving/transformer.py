@@ -20,8 +20,9 @@ import numpy as np
 from kserve import InferInput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
+from dex import registry
 from dex.contract import FeatureContract
-from dex_serving import eventlog, logs, payloads, registry, v2
+from dex_serving import eventlog, logs, payloads, v2
 from dex_serving.features import OnlineFeatures
 from dex_serving.settings import TransformerSettings
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,7 +82,8 @@ def materialize(settings: DexSettings, end: datetime, start: datetime) -> None:
 
 
 def feature_refs(store: FeatureStore, feature_service: str) -> list[str]:
-    """'view:feature' references of a feature service, in service order.
+    """'view:feature' references of a feature service, in service order: the one definition
+    of a contract's ``feature_refs``.
 
     Raises ValueError naming the known services when the name is unknown.
     """
@@ -95,8 +96,11 @@ def feature_refs(store: FeatureStore, feature_service: str) -> list[str]:
         raise ValueError(
             f"unknown feature service {feature_service!r}; registered services: {known}"
         ) from exc
+    # name_to_use() is how Feast itself names a projection in references: the alias if set,
+    # plus "@vN" for a pinned feature-view version. Training and serving both call this, so
+    # a contract recorded at training is exactly what the transformer asks for online.
     refs: list[str] = []
     for projection in service.feature_view_projections:
-        view = projection.name_alias or projection.name
-        refs.extend(f"{view}:{feature.name}" for feature in projection.features)
+        view_name: Callable[[], str] = projection.name_to_use  # Feast leaves it untyped
+        refs.extend(f"{view_name()}:{feature.name}" for feature in projection.features)
     return refs

@@ -9,8 +9,6 @@ reference batch -> features -> training (the first model becomes champion)
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +19,7 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-from dex.registry import VersionSummary
+from dex.registry import TAG_DECISION, TAG_REASONS, VersionSummary
 from dex.settings import DexSettings, get_settings
 
 if TYPE_CHECKING:
@@ -79,8 +77,8 @@ def demo(
     newest = latest_version(settings.registered_model)
     if newest is not None:
         console.print(
-            f"gate decision for v{newest.version}: [bold]{newest.tags.get('dex.decision')}[/]"
-            f" — {newest.tags.get('dex.reasons', '')}"
+            f"gate decision for v{newest.version}: [bold]{newest.tags.get(TAG_DECISION)}[/]"
+            f" — {newest.tags.get(TAG_REASONS, '')}"
         )
 
 
@@ -93,6 +91,8 @@ def serve_and_retrain(
     from dex import features
     from dex.data import generate, write_parquet
     from dex.features import feast_env
+    from dex_serving.settings import DriftSettings
+    from dexctl.local_runner import retrain_command
     from dexctl.local_serving import (
         LocalServing,
         LocalServingConfig,
@@ -101,18 +101,16 @@ def serve_and_retrain(
         wait_for_rows,
     )
 
-    dexctl = Path(sys.executable).with_name("dexctl")
-    params = ["-p", f"n_trials={trials}", "-p", f"seed={seed}"]
-    retrain = shlex.join([str(dexctl), "pipeline", "run", "training", "--local", *params])
+    retrain = retrain_command({"n_trials": trials, "seed": seed})
     config = LocalServingConfig(
         model=f"models:/{settings.registered_model}@champion",
         tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
         feature_repo=settings.feature_repo,
         state_dir=settings.state / "serving",
         env=feast_env(settings),
-        window=len(keys),
-        min_rows=min(len(keys), 200),
-        trigger_command=retrain,
+        drift=DriftSettings(
+            window=len(keys), min_rows=min(len(keys), 200), trigger_command=retrain
+        ),
         log_file=settings.state / "logs" / "serving.log",
     )
     console.print(Rule("3. serve the champion: normal traffic"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dex.features import export_feast_env
-from dex.registry import configure_mlflow
+from dex.registry import use_settings
 from dex.settings import DexSettings
 
 StepState = Literal["pending", "running", "succeeded", "failed"]
@@ -82,7 +84,7 @@ def prepare_environment(settings: DexSettings) -> None:
     os.environ["DEX_STATE_DIR"] = str(settings.state)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # see dex_components.steps.setup
     export_feast_env(settings)
-    configure_mlflow(settings)
+    use_settings(settings)
 
 
 def last_error(log_text: str) -> str | None:
@@ -192,6 +194,14 @@ def default_parameters(name: str, settings: DexSettings) -> dict[str, Any]:
     if name == "training":
         params["experiment"] = settings.experiment
     return params
+
+
+def retrain_command(parameters: dict[str, Any] | None = None) -> str:
+    """The command a local drift monitor runs to retrain: this interpreter's dexctl (a bare
+    ``dexctl`` is not on PATH when the virtualenv is not activated)."""
+    params = [arg for k, v in (parameters or {}).items() for arg in ("-p", f"{k}={v}")]
+    argv = [sys.executable, "-m", "dexctl", "pipeline", "run", "training", "--local", *params]
+    return shlex.join(argv)
 
 
 def coerce(value: str) -> Any:

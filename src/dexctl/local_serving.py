@@ -21,7 +21,7 @@ from typing import IO, Literal
 import httpx
 from pydantic import BaseModel, Field
 
-from dex_serving.settings import DEFAULT_TRIGGER
+from dex_serving.settings import DriftSettings, to_args
 from dexctl.polling import eventually
 from dexctl.processes import Child, free_ports
 
@@ -37,14 +37,7 @@ class LocalServingConfig(BaseModel):
     )
     predictor_protocol: Literal["v1", "v2"] = "v1"
     monitor: bool = True
-    window: int = 10_000
-    min_rows: int = 200
-    method: str = "wasserstein"
-    threshold: float = 0.1
-    drift_share: float = 0.5
-    interval_s: float = 10.0
-    trigger_command: str | None = DEFAULT_TRIGGER
-    trigger_cooldown_s: float = 600.0
+    drift: DriftSettings = Field(default_factory=DriftSettings, description="The monitor's.")
     start_timeout_s: float = 180.0
     log_file: Path | None = Field(default=None, description="Children's logs; None: stderr.")
 
@@ -112,14 +105,7 @@ class LocalServing:
                     *base, "monitor", *self._registry_args(),
                     "--port", str(ports["monitor"]),
                     "--state-dir", str(cfg.state_dir / "monitor"),
-                    "--window", str(cfg.window),
-                    "--min-rows", str(cfg.min_rows),
-                    "--method", cfg.method,
-                    "--threshold", str(cfg.threshold),
-                    "--drift-share", str(cfg.drift_share),
-                    "--interval", str(cfg.interval_s),
-                    "--trigger-command", cfg.trigger_command or "",
-                    "--trigger-cooldown", str(cfg.trigger_cooldown_s),
+                    *to_args(cfg.drift),
                 ],
                 env=env,
                 sink=sink,
@@ -191,7 +177,7 @@ def _answers_200(client: httpx.Client, url: str) -> bool:
 
 
 def _served_name(model: str) -> str:
-    from dex_serving.registry import ModelRef
+    from dex.registry import ModelRef
 
     ref = ModelRef.parse(model)
     if not ref.name:

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dex.contract import TAG_FEATURE_SERVICE
+from dex.registry import TAG_DECISION
 from dex.settings import get_settings
 
 app = typer.Typer(help="Registered models, versions, aliases and metrics.", no_args_is_help=True)
@@ -19,9 +21,9 @@ KEY_METRICS = {"holdout_roc_auc": "auc", "holdout_f1": "f1", "holdout_drift_shar
 def versions_table(name: str | None = None) -> Table:
     from mlflow import MlflowClient
 
-    from dex.registry import configure_mlflow, list_versions
+    from dex.registry import list_versions, use_settings
 
-    configure_mlflow(get_settings())
+    use_settings(get_settings())
     table = Table(title="registered model versions", title_justify="left")
     for column in ("model", "v", "aliases", "decision", *KEY_METRICS.values(), "features"):
         table.add_column(column, no_wrap=column != "model")
@@ -30,9 +32,9 @@ def versions_table(name: str | None = None) -> Table:
             v.name,
             v.version,
             ", ".join(v.aliases),
-            v.tags.get("dex.decision", ""),
+            v.tags.get(TAG_DECISION, ""),
             *(f"{v.metrics[m]:.3f}" if m in v.metrics else "" for m in KEY_METRICS),
-            v.tags.get("dex.feature_service", ""),
+            v.tags.get(TAG_FEATURE_SERVICE, ""),
         )
     return table
 
@@ -45,9 +47,9 @@ def list_cmd(
     """Registered models with versions, aliases and key metrics."""
     from mlflow import MlflowClient
 
-    from dex.registry import configure_mlflow, list_versions
+    from dex.registry import list_versions, use_settings
 
-    configure_mlflow(get_settings())
+    use_settings(get_settings())
     if as_json:
         print(json.dumps([v.model_dump() for v in list_versions(MlflowClient(), name)], indent=2))
         return

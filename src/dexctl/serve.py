@@ -6,38 +6,37 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from dex.settings import get_settings
+from dex_serving.settings import DriftSettings
+from dexctl.local_runner import retrain_command
+from dexctl.options import settings_options
 
 console = Console(stderr=True)
 
-DEFAULT_TRIGGER = "dexctl pipeline run training --local"
 
-
+@settings_options(DriftSettings, "drift", defaults={"trigger_command": retrain_command()})
 def serve_cmd(
     alias: str = typer.Option("champion", help="Registry alias to serve."),
     version: str = typer.Option(None, help="Serve this version instead of the alias."),
     protocol: str = typer.Option("v1", help="Transformer -> predictor protocol: v1 or v2."),
     monitor: bool = typer.Option(True, help="Start the drift monitor and log inferences to it."),
-    window: int = typer.Option(10_000, help="Drift window: latest N served rows."),
-    method: str = typer.Option("wasserstein", help="Evidently per-feature drift method."),
-    threshold: float = typer.Option(0.1, help="Per-feature drift threshold."),
-    drift_share: float = typer.Option(0.5, help="Share of drifted features that is dataset drift."),
-    interval: float = typer.Option(10.0, help="Seconds between drift computations."),
-    trigger: str = typer.Option(DEFAULT_TRIGGER, help="Command run on drift ('' disables)."),
     log_file: Path = typer.Option(None, help="Write the servers' logs here instead of stderr."),
+    *,
+    drift: dict[str, Any],
 ) -> None:
     """Serve the champion (or a version) with Feast online features; Ctrl-C stops."""
     from dex.features import feast_env
-    from dex.registry import configure_mlflow
+    from dex.registry import use_settings
     from dexctl.local_serving import LocalServing, LocalServingConfig
 
     settings = get_settings()
-    configure_mlflow(settings)
+    use_settings(settings)
     model = settings.registered_model
     ref = f"models:/{model}/{version}" if version else f"models:/{model}@{alias}"
     config = LocalServingConfig(
@@ -49,12 +48,7 @@ def serve_cmd(
         env=feast_env(settings),
         predictor_protocol="v2" if protocol == "v2" else "v1",
         monitor=monitor,
-        window=window,
-        method=method,
-        threshold=threshold,
-        drift_share=drift_share,
-        interval_s=interval,
-        trigger_command=trigger or None,
+        drift=DriftSettings.model_validate(drift),
         log_file=log_file,
     )
     signal.signal(signal.SIGTERM, _interrupt)

@@ -23,8 +23,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 
-from dex import metrics
-from dex_serving import logs, registry
+from dex import metrics, registry
+from dex_serving import logs
 from dex_serving.eventlog import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, CloudEvent
 from dex_serving.monitor import drift
 from dex_serving.monitor.store import EventStore

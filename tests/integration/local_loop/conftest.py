@@ -37,9 +37,9 @@ class LocalState:
         """A client bound to this state's stores, whatever another test set process-wide."""
         import mlflow
 
-        from dex.registry import configure_mlflow
+        from dex.registry import use_settings
 
-        configure_mlflow(self.settings)
+        use_settings(self.settings)
         return mlflow.MlflowClient(
             tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.registry_uri
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dex_serving.settings import DriftSettings
 from dex_testing.serving_world import World, build_in_subprocess
 from dexctl.local_serving import LocalServing, LocalServingConfig, ServingURLs
 
@@ -31,12 +32,14 @@ def stack(world: World, trigger_marker: Path) -> Iterator[ServingURLs]:
         feature_repo=world.feature_repo,
         state_dir=world.root / "serving",
         env=world.env,
-        window=1000,
-        min_rows=200,
-        # Computations are forced by the tests through POST /drift/compute.
-        interval_s=3600,
-        trigger_command=f"{sys.executable} -c \"open('{trigger_marker}', 'a').write('fired\\n')\"",
-        trigger_cooldown_s=0,
+        drift=DriftSettings(
+            window=1000,
+            min_rows=200,
+            # Computations are forced by the tests through POST /drift/compute.
+            interval_s=3600,
+            trigger_command=f"{sys.executable} -c \"open('{trigger_marker}', 'a').write('fired\\n')\"",
+            trigger_cooldown_s=0,
+        ),
         log_file=world.root / "serving.log",
     )
     with LocalServing(config) as urls:

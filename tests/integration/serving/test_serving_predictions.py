@@ -247,8 +247,8 @@ def test_predictor_loads_a_plain_storage_uri(
     """Not only registry references: a model folder (what a storageUri points at) loads too."""
     import mlflow
 
+    from dex.registry import ModelRef, resolve
     from dex_serving.predictor import LoadedModel
-    from dex_serving.registry import ModelRef, resolve
 
     mlflow.set_tracking_uri(world.tracking_uri)
     source = mlflow.MlflowClient().get_model_version("churn-classifier", "1").source

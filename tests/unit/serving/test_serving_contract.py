@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dex.registry import ModelRef
 from dex_serving.features import contract_difference
-from dex_serving.registry import ModelRef
 
 
 def test_difference_names_missing_extra_and_order() -> None:
