@@ -28,6 +28,11 @@ setup: $(STAMP) ## create .venv and install DEX in development mode
 envtest: ## build (or reuse) etcd + kube-apiserver for the test control plane
 	bash tools/envtest/build.sh
 
+.PHONY: node
+node: ## containerd/runc/CNI (Debian) + kubelet, scheduler, kube-proxy, pause for a real dev node
+	bash tools/system-deps.sh node
+	bash tools/envtest/build.sh --node
+
 demo: setup ## the local loop end to end: data -> features -> train -> drift -> retrain -> promote
 	$(BIN)/dexctl demo
 

@@ -3,14 +3,31 @@
 # etcd, kube-apiserver and kube-controller-manager, from the Go module in this folder.
 #
 #   tools/envtest/build.sh              build into the cache folder unless already there
+#   tools/envtest/build.sh --node       also the node: kubelet, kube-scheduler, kube-proxy and
+#                                       pause (the pod sandbox), for `dexctl dev cluster up --node`
 #   tools/envtest/build.sh --print-dir  print the folder the binaries are (or would be) in
 #
+# Only missing binaries are built, so --node after a plain build compiles just the node.
 # The folder is laid out as KUBEBUILDER_ASSETS expects. If KUBEBUILDER_ASSETS is set its
 # binaries are used and nothing is built. DEX_ENVTEST_DIR overrides the cache folder.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 binaries=(etcd kube-apiserver kube-controller-manager)
+node_binaries=(kubelet kube-scheduler kube-proxy pause)
+
+print_dir=0
+node=0
+for arg in "$@"; do
+  case "$arg" in
+    --print-dir) print_dir=1 ;;
+    --node) node=1 ;;
+    *) echo "usage: $0 [--node] [--print-dir]" >&2; exit 2 ;;
+  esac
+done
+if ((node)); then
+  binaries+=("${node_binaries[@]}")
+fi
 
 k8s_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$here/go.mod")"
 if [[ -z "$k8s_version" ]]; then
@@ -24,16 +41,20 @@ else
   dir="${DEX_ENVTEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dex/envtest/$k8s_version}"
 fi
 
-if [[ "${1:-}" == "--print-dir" ]]; then
+if ((print_dir)); then
   echo "$dir"
   exit 0
 fi
 
-have_all() {
+missing_in() {
   local b
   for b in "${binaries[@]}"; do
-    [[ -x "$1/$b" ]] || return 1
+    [[ -x "$1/$b" ]] || echo "$b"
   done
+}
+
+have_all() {
+  [[ -z "$(missing_in "$1")" ]]
 }
 
 system_kubectl="$(command -v kubectl || true)"
@@ -45,6 +66,15 @@ link_kubectl() {
     ln -s "$system_kubectl" "$1/kubectl"
   fi
 }
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && ((node)); then
+  if ! have_all "$dir"; then
+    echo "envtest: KUBEBUILDER_ASSETS=$dir lacks $(missing_in "$dir" | xargs); unset it to build the node" >&2
+    exit 1
+  fi
+  echo "envtest: using KUBEBUILDER_ASSETS=$dir"
+  exit 0
+fi
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   # setup-envtest's folders hold etcd + kube-apiserver (+ kubectl) but no controller-manager.
@@ -92,7 +122,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X '$pkg.buildDate=$build_date'"
 done
 
-targets=("${binaries[@]}")
+mapfile -t targets < <(missing_in "$dir")
 if [[ -z "$system_kubectl" && ! -x "$dir/kubectl" ]]; then
   targets+=(kubectl)
 fi
@@ -108,7 +138,17 @@ start=$SECONDS
 (
   cd "$here"
   export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
-  go build -trimpath -ldflags "$ldflags" -o "$scratch/" "${targets[@]/#/./cmd/}"
+  go_targets=()
+  for b in "${targets[@]}"; do
+    [[ "$b" == pause ]] || go_targets+=("./cmd/$b")
+  done
+  if ((${#go_targets[@]})); then
+    go build -trimpath -ldflags "$ldflags" -o "$scratch/" "${go_targets[@]}"
+  fi
+  if [[ " ${targets[*]} " == *" pause "* ]]; then
+    # Static: the pause image holds this one file and nothing else.
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$scratch/" ./cmd/pause
+  fi
 )
 for b in "${targets[@]}"; do
   mv -f "$scratch/$b" "$dir/$b"
