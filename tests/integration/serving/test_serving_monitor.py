@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -20,19 +18,10 @@ import pytest
 from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
 from dex_testing.serving_world import World
 from dexctl.local_serving import ServingURLs, compute_drift, predict, wait_for_rows
-from dexctl.processes import free_ports
+from dexctl.polling import eventually
+from dexctl.processes import Child, free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
-
-
-def _wait(predicate: object, timeout_s: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def _counts(monitor: str) -> dict[str, int]:
@@ -69,7 +58,7 @@ def test_drifted_batch_is_flagged_and_normal_batch_is_not(
     assert shifted["dataset_drift"] is True, shifted
     assert float(shifted["drift_share"]) > float(calm["drift_share"])
     assert shifted["triggered"] is True
-    _wait(trigger_marker.exists, 30, "the trigger command to run")
+    eventually(trigger_marker.exists, timeout=30, what="the trigger command to run")
 
     metrics = httpx.get(f"{stack.monitor}/metrics").text
     share_line = next(line for line in metrics.splitlines() if line.startswith("dex_drift_share{"))
@@ -92,34 +81,22 @@ class _Monitor:
         ]  # fmt: skip
         self.env = {**os.environ, **world.env, "MLFLOW_DISABLE_TELEMETRY": "true"}
         self.url = f"http://127.0.0.1:{port}"
-        self.log = (state_dir.parent / f"monitor-{port}.log").open("a")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = state_dir.parent / f"monitor-{port}.log"
+        self.child: Child | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        self.child = Child("monitor", self.argv, log=self.log, env=self.env)
+        self.child.wait_ready(
+            lambda: httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200, timeout=90
         )
 
-        def ready() -> bool:
-            assert self.proc is not None
-            assert self.proc.poll() is None, "monitor exited"
-            try:
-                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _wait(ready, 90, "monitor ready")
-
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        assert self.child is not None
+        self.child.kill()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
-        self.log.close()
+        if self.child is not None:
+            self.child.stop(grace=20)
 
 
 def test_no_acknowledged_event_is_lost_across_a_monitor_crash(world: World, tmp_path: Path) -> None:
@@ -166,7 +143,9 @@ def test_no_acknowledged_event_is_lost_across_a_monitor_crash(world: World, tmp_
     try:
         for t in threads:
             t.start()
-        _wait(lambda: len(acked) >= total // 3, 60, "a third of the events acknowledged")
+        eventually(
+            lambda: len(acked) >= total // 3, timeout=60, what="a third of the events acknowledged"
+        )
         monitor.kill()
         killed_at = len(acked)
         monitor.start()
