@@ -25,9 +25,10 @@ def configure_logging(level: str) -> None:
 
 
 def main() -> None:
-    from dex_operator import handlers  # registers the handlers
+    from dex_operator import handlers  # noqa: F401  (importing registers the handlers)
+    from dex_operator.config import CONFIG
 
-    cfg = handlers.CONFIG
+    cfg = CONFIG
     configure_logging(cfg.log_level)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr=cfg.bind_host)

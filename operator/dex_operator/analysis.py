@@ -3,8 +3,9 @@
 One small interface (``Provider.measure``) with two implementations:
 
 * ``PrometheusProvider`` runs a PromQL template through the HTTP query API.
-* ``DexDriftProvider`` reads the DEX monitor's ``dex_drift_share{model,version}`` gauge from
-  its Prometheus text endpoint directly (no Prometheus needed).
+* ``DexDriftProvider`` reads the DEX monitor's drift-share gauge (``dex.metrics.DRIFT_SHARE``,
+  labelled ``dex.metrics.MODEL_LABELS``) from its Prometheus text endpoint directly (no
+  Prometheus needed).
 
 A gate with no data fails: a canary that nobody called has proven nothing.
 """
@@ -19,14 +20,16 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from dex.metrics import DRIFT_SHARE, MODEL_LABELS
 from dex_operator.crd.models import AnalysisGate, AnalysisResult
 
 # Default PromQL per metric. Placeholders are replaced literally (PromQL braces stay as is):
 # {model} DexModel's registered model (or DexModel name), {namespace}, {revision} the
 # canary's Knative revision / Standard variant, {version} its model version, {window},
 # {percentile}. errorRate reads Knative's queue-proxy request counter; latency KServe's
-# model-server predict histogram; drift and accuracy the DEX monitor's gauges. The scrape
-# config is expected to attach namespace/revision labels (pod labels) to the series.
+# model-server predict histogram; drift the DEX monitor's gauge, whose name the monitor and
+# this template share through ``dex.metrics``. The scrape config is expected to attach
+# namespace/revision labels (pod labels) to the series.
 DEFAULT_QUERIES: dict[str, str] = {
     "errorRate": (
         'sum(rate(revision_app_request_count{namespace="{namespace}",revision_name="{revision}",'
@@ -38,8 +41,7 @@ DEFAULT_QUERIES: dict[str, str] = {
         "histogram_quantile({percentile}, sum by (le) (rate(request_predict_seconds_bucket"
         '{model_name="{model}",namespace="{namespace}",revision="{revision}"}[{window}])))'
     ),
-    "drift": 'max(dex_drift_share{model="{model}",version="{version}"})',
-    "accuracy": 'min(dex_online_accuracy{model="{model}",version="{version}"})',
+    "drift": "max(" + DRIFT_SHARE + '{model="{model}",version="{version}"})',
 }
 
 
@@ -118,9 +120,9 @@ class PrometheusProvider:
 
 
 class DexDriftProvider:
-    """Reads ``dex_drift_share`` from the monitor's /metrics (Prometheus text format)."""
+    """Reads the drift share from the monitor's /metrics (Prometheus text format)."""
 
-    metric = "dex_drift_share"
+    metric = DRIFT_SHARE
 
     def __init__(
         self, base_url: str, *, timeout: float = 10.0, client: httpx.Client | None = None
@@ -134,7 +136,7 @@ class DexDriftProvider:
             resp.raise_for_status()
         except httpx.HTTPError as exc:
             raise AnalysisError(f"DEX monitor unreachable at {self.base_url}: {exc}") from exc
-        wanted = {"model": ctx.model, "version": ctx.version}
+        wanted = dict(zip(MODEL_LABELS, (ctx.model, ctx.version), strict=True))
         for family in text_string_to_metric_families(resp.text):
             if family.name != self.metric:
                 continue
@@ -145,7 +147,9 @@ class DexDriftProvider:
 
 
 def passes(gate: AnalysisGate, value: float) -> bool:
-    comparison = gate.comparison or ("min" if gate.metric == "accuracy" else "max")
+    # Every built-in metric is bad when high; ``min`` is for custom queries that are good
+    # when high (a success ratio, throughput) and must say so.
+    comparison = gate.comparison or "max"
     return value >= gate.threshold if comparison == "min" else value <= gate.threshold
 
 

@@ -55,3 +55,8 @@ class OperatorConfig(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+# The process's configuration, read once at import: the handler decorators need their timer
+# intervals when ``handlers`` is imported, and every layer must see the same values.
+CONFIG = OperatorConfig()

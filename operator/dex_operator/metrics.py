@@ -10,7 +10,10 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 RECONCILE_ERRORS = Counter(
-    "dex_operator_reconcile_errors_total", "Reconciles that raised.", ["reason"]
+    "dex_operator_reconcile_errors_total",
+    "Reconciles that raised or gave up, by reason: an API error's HTTP status, "
+    "StaleReadError (every read was stale), or the exception's type.",
+    ["reason"],
 )
 ROLLOUTS = Counter(
     "dex_operator_rollouts_total",

@@ -23,7 +23,7 @@ The life of a rollout (strategy Canary), top to bottom as ``decide`` handles it:
 
 Manual gates: ``spec.rollout.paused`` freezes steps 3-6; the promote/abort annotation
 promotes or rolls back the current canary at once. Status is written *before* the
-InferenceService is patched (see ``handlers``), so a step is never repeated or skipped.
+InferenceService is patched (see ``controller``), so a step is never repeated or skipped.
 """
 
 from __future__ import annotations

@@ -208,10 +208,10 @@ class AnalysisGate(CrdModel):
                     ".query",
                 ),
                 cel(
-                    "!(self.metric in ['errorRate', 'drift', 'accuracy']) || "
+                    "!(self.metric in ['errorRate', 'drift']) || "
                     "(self.threshold >= 0.0 && self.threshold <= 1.0)",
-                    "spec.rollout.analysis[].threshold must be within [0, 1] for errorRate, "
-                    "drift and accuracy",
+                    "spec.rollout.analysis[].threshold must be within [0, 1] for errorRate "
+                    "and drift",
                     ".threshold",
                 ),
                 cel(
@@ -226,9 +226,9 @@ class AnalysisGate(CrdModel):
     name: str = Field(
         pattern=DNS_LABEL_PATTERN, max_length=63, description="Gate name, shown in status/events."
     )
-    metric: Literal["errorRate", "latency", "drift", "accuracy", "custom"] = Field(
+    metric: Literal["errorRate", "latency", "drift", "custom"] = Field(
         description="What is measured: errorRate (share of 5xx), latency (seconds at "
-        "percentile), drift (DEX drift share), accuracy (online accuracy), custom (query)."
+        "percentile), drift (DEX drift share), custom (query)."
     )
     provider: Literal["prometheus", "dexDrift"] = Field(
         default="prometheus",
@@ -239,7 +239,8 @@ class AnalysisGate(CrdModel):
     comparison: Literal["max", "min"] | None = Field(
         default=None,
         description="max: pass when value <= threshold; min: pass when value >= threshold. "
-        "Defaults to min for accuracy and max otherwise.",
+        "Defaults to max (every built-in metric is bad when high); a custom query that is "
+        "good when high sets min.",
     )
     percentile: float = Field(
         default=0.99, gt=0.0, lt=1.0, description="Latency percentile (latency metric only)."

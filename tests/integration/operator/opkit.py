@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import httpx
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
+from prometheus_client.parser import text_string_to_metric_families
 
+from dex.metrics import DRIFT_SHARE, MODEL_LABELS
 from dex_testing import SOURCE_ROOT
 from dexctl.processes import free_ports
 
@@ -37,15 +40,15 @@ def kubectl(
 
 
 class DriftEndpoint:
-    """A real Prometheus text endpoint exposing ``dex_drift_share{model,version}`` the way
-    the DEX monitor does; tests set the values."""
+    """A real Prometheus text endpoint exposing the drift share gauge under the names the DEX
+    monitor uses (``dex.metrics``); tests set the values."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.gauge = Gauge(
-            "dex_drift_share",
+            DRIFT_SHARE,
             "Share of drifted features.",
-            ["model", "version"],
+            list(MODEL_LABELS),
             registry=self.registry,
         )
         (self.port,) = free_ports(1)
@@ -65,6 +68,16 @@ class DriftEndpoint:
 
     def set(self, model: str, version: str, value: float) -> None:
         self.gauge.labels(model, version).set(value)
+
+
+def sample_value(metrics_url: str, sample: str, labels: dict[str, str]) -> float | None:
+    """One sample from a Prometheus text endpoint (the operator's /metrics), None if absent."""
+    text = httpx.get(metrics_url, timeout=5).raise_for_status().text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and s.labels == labels:
+                return float(s.value)
+    return None
 
 
 def dexmodel(
@@ -118,7 +131,7 @@ def apply(kubeconfig: Path, obj: dict[str, Any]) -> subprocess.CompletedProcess[
 
 
 def uri_version(storage_uri: str) -> str:
-    """The version label the operator gives a storageUri-only source (see handlers)."""
+    """The version label the operator gives a storageUri-only source (see dex_operator.source)."""
     import hashlib
 
     return "uri-" + hashlib.sha256(storage_uri.encode()).hexdigest()[:8]
@@ -146,7 +159,7 @@ def events_for(kubeconfig: Path, namespace: str, name: str) -> list[dict[str, An
 
 def final_history(kserve: Any, namespace: str, name: str, timeout: float = 15) -> list[int | None]:
     """The stand-in's weight history once the canary is gone. Status is written before the
-    InferenceService (see handlers), so Promoted/RolledBack can be seen a moment earlier."""
+    InferenceService (see controller), so Promoted/RolledBack can be seen a moment earlier."""
     from dex_testing.devcluster import eventually
 
     eventually(

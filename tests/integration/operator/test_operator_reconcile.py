@@ -5,6 +5,8 @@ InferenceService status through the API."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from opkit import (
     final_history,
     get_json,
     kubectl,
+    sample_value,
     uri_version,
 )
 
@@ -225,3 +228,85 @@ def test_deleting_dexmodel_garbage_collects_isvc(
         timeout=30,
         what="isvc garbage-collected",
     )
+
+
+def test_refused_isvc_create_counts_reconcile_errors(
+    kubeconfig: Path, crds: None, operator: OperatorProcess
+) -> None:
+    # An admission policy refusing every InferenceService in one namespace makes the create
+    # each reconcile ends with fail (422): a reconcile that raises, as the operator's metrics
+    # must show. Its own namespace, so no other test is refused anything.
+    ns = f"dex-op-refuse-{uuid.uuid4().hex[:6]}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": ns},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["serving.kserve.io"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE"],
+                        "resources": ["inferenceservices"],
+                    }
+                ]
+            },
+            "validations": [{"expression": "false", "message": "no InferenceServices here"}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": ns},
+        "spec": {
+            "policyName": ns,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+            },
+        },
+    }
+    probe = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "probe", "namespace": ns},
+        "spec": {"predictor": {"containers": [{"name": "kserve-container", "image": "x"}]}},
+    }
+    metrics = f"http://127.0.0.1:{operator.env['DEX_METRICS_PORT']}/metrics"
+    sample, labels = "dex_operator_reconcile_errors_total", {"reason": "422"}
+    kubectl(kubeconfig, "create", "namespace", ns)
+    try:
+        kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(policy))
+        kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(binding))
+        eventually(  # the API server loads policies asynchronously
+            lambda: (
+                "denied"
+                in kubectl(
+                    kubeconfig,
+                    "create",
+                    "--dry-run=server",
+                    "-f",
+                    "-",
+                    stdin=json.dumps(probe),
+                    check=False,
+                ).stderr
+            ),
+            timeout=30,
+            what="admission policy in force",
+        )
+        before = sample_value(metrics, sample, labels) or 0.0
+        assert apply(kubeconfig, dexmodel("refused", ns, storage_uri=V1)).returncode == 0
+        eventually(
+            lambda: (sample_value(metrics, sample, labels) or 0.0) > before,
+            timeout=30,
+            what="reconcile error counted with reason 422",
+        )
+        assert kubectl(kubeconfig, "get", "isvc", "-n", ns, "-o", "name").stdout.strip() == ""
+    finally:
+        # Gone before the test ends: operators started later watch the whole cluster.
+        kubectl(kubeconfig, "delete", "dm", "refused", "-n", ns, "--timeout=30s", check=False)
+        for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+            kubectl(kubeconfig, "delete", kind, ns, check=False)
+        kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false", check=False)

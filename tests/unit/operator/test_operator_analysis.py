@@ -4,6 +4,7 @@ against a real Prometheus and a real metrics endpoint)."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from dex_operator.analysis import (
     AnalysisContext,
@@ -33,6 +34,13 @@ def test_default_error_rate_query_substitutes_revision() -> None:
     assert "{" in q
 
 
+def test_default_drift_query_reads_the_monitors_series() -> None:
+    # The monitor exports dex.metrics.DRIFT_SHARE labelled model/version; the gate must
+    # select exactly the canary's series of it.
+    q = render_query(gate(metric="drift", provider="dexDrift", threshold=0.3), CTX)
+    assert q == 'max(dex_drift_share{model="churn",version="7"})'
+
+
 def test_latency_and_custom_queries() -> None:
     q = render_query(gate(metric="latency", threshold=0.2, percentile=0.95), CTX)
     assert q.startswith("histogram_quantile(0.95,")
@@ -46,17 +54,30 @@ def test_latency_and_custom_queries() -> None:
     [
         ("errorRate", 0.05, 0.04, True),
         ("errorRate", 0.05, 0.06, False),
-        ("accuracy", 0.8, 0.85, True),
-        ("accuracy", 0.8, 0.7, False),
         ("latency", 0.2, 0.2, True),
+        ("drift", 0.3, 0.31, False),
+        ("custom", 10, 11, False),
     ],
 )
-def test_passes(metric: str, threshold: float, value: float, ok: bool) -> None:
-    assert passes(gate(metric=metric, threshold=threshold), value) is ok
+def test_passes_defaults_to_max(metric: str, threshold: float, value: float, ok: bool) -> None:
+    assert passes(gate(metric=metric, threshold=threshold, query="q"), value) is ok
 
 
-def test_explicit_comparison_overrides_default() -> None:
-    assert passes(gate(metric="custom", query="q", threshold=10, comparison="min"), 11)
+@pytest.mark.parametrize(
+    ("threshold", "value", "ok"),
+    [(0.8, 0.85, True), (0.8, 0.8, True), (0.8, 0.7, False), (10, 11, True)],
+)
+def test_explicit_min_passes_at_or_above(threshold: float, value: float, ok: bool) -> None:
+    # A custom query that is good when high (a success ratio) states comparison: min.
+    g = gate(metric="custom", query="q", threshold=threshold, comparison="min")
+    assert passes(g, value) is ok
+
+
+def test_accuracy_is_no_longer_a_metric() -> None:
+    # Nothing exports online accuracy (DEX has no online labels): the CRD refuses the gate
+    # instead of failing every analysis with "no data".
+    with pytest.raises(ValidationError, match="metric"):
+        gate(metric="accuracy", threshold=0.8)
 
 
 class Fixed:

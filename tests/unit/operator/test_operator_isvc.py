@@ -8,7 +8,7 @@ import pytest
 
 from dex_operator import isvc
 from dex_operator.crd.models import DexModelSpec
-from dex_operator.handlers import merge_diff
+from dex_operator.kube import merge_diff
 from dex_operator.rollout import Plan, Target
 
 V1 = Target("s3://m/1", "1")

@@ -1,0 +1,320 @@
+"""One level-based ``reconcile`` per DexModel, called from every trigger (see ``handlers``).
+
+``reconcile`` reads the DexModel (or takes what kopf last saw), resolves ``spec.model`` to a
+target (``source``), reads the InferenceService, and asks the pure engine
+(``rollout.decide``) what to do, running the analysis gates when the engine says they are
+due. It writes status *first* (with the resourceVersion it read, so a stale read makes the
+API server refuse and the reconcile re-reads instead of overwriting), then converges the
+InferenceService. A crash between the two leaves status ahead of the ISVC, and the next
+reconcile re-applies the same plan: steps are never skipped nor repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from dex_operator import API_VERSION, GROUP, isvc, kube
+from dex_operator.analysis import (
+    AnalysisContext,
+    DexDriftProvider,
+    PrometheusProvider,
+    Provider,
+    evaluate,
+)
+from dex_operator.config import CONFIG
+from dex_operator.crd.models import DexModelSpec, DexModelStatus, InferenceServiceStatus
+from dex_operator.metrics import (
+    CANARY_WEIGHT,
+    OUTCOME_BY_REASON,
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    ROLLOUTS,
+)
+from dex_operator.rollout import (
+    Decision,
+    ManualAction,
+    Observed,
+    Target,
+    decide,
+    set_condition,
+)
+from dex_operator.source import FEATURE_SERVICE_MISMATCH, SourceError, resolve_target
+
+ACTION_ANNOTATION = f"{GROUP}/rollout-action"
+ATTEMPTS = 3
+
+log = logging.getLogger("dex_operator")
+
+
+class StaleReadError(Exception):
+    """What was read may predate our last write: read again before acting on it."""
+
+
+# One lock per DexModel: its timers and change handlers run in parallel threads, and the
+# InferenceService event handler reconciles it too. kopf's per-object memo holds the lock as
+# long as kopf knows the DexModel (kopf drops the memo with the object's DELETED event), and
+# ``_locks`` only finds a lock something still holds, so nothing is left behind per deleted
+# object. The ISVC event handler has only the owner's name, and its memo is the ISVC's, not
+# the DexModel's: by name it finds the lock the DexModel's memo holds while kopf knows the
+# DexModel; after the DexModel is gone (its ISVC's DELETED event comes after) it gets a lock
+# that lives as long as that one reconcile, and still excludes any reconcile running by then.
+_locks: weakref.WeakValueDictionary[tuple[str, str], threading.Lock]
+_locks = weakref.WeakValueDictionary()
+_locks_guard = threading.Lock()
+MEMO_LOCK = "reconcileLock"
+
+
+def object_lock(
+    namespace: str, name: str, memo: MutableMapping[str, Any] | None = None
+) -> threading.Lock:
+    """The DexModel's lock; ``memo`` (kopf's per-object memo) keeps it alive."""
+    with _locks_guard:
+        lock = _locks.get((namespace, name))
+        if lock is None:
+            lock = _locks[(namespace, name)] = threading.Lock()
+        if memo is not None:
+            memo[MEMO_LOCK] = lock
+        return lock
+
+
+def reconcile(
+    namespace: str,
+    name: str,
+    *,
+    body: kopf.Body | None = None,
+    memo: MutableMapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Reconcile one DexModel. ``body`` (what kopf last saw) saves a GET; every write made
+    from it is conditional on its resourceVersion, and a stale one is read again. ``memo``
+    is the DexModel's kopf memo, None when the caller has none (the ISVC event handler)."""
+    with object_lock(namespace, name, memo), RECONCILE_SECONDS.time():
+        try:
+            _attempt(namespace, name, body, now)
+        except ApiException as exc:
+            RECONCILE_ERRORS.labels(str(exc.status)).inc()
+            raise
+        except Exception as exc:
+            RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+            raise
+
+
+def _attempt(namespace: str, name: str, body: kopf.Body | None, now: datetime | None) -> None:
+    # Gives up (returns) on conflicts that outlast the retries and on objects gone meanwhile:
+    # the next trigger starts over. Those count in RECONCILE_ERRORS too, by reason.
+    for attempt in range(ATTEMPTS):
+        fresh = body is None or attempt > 0
+        obj = kube.get_dexmodel(namespace, name) if fresh or body is None else _snapshot(body)
+        try:
+            if obj is not None:
+                _reconcile(obj, now or datetime.now(UTC), fresh=fresh)
+            return
+        except StaleReadError:
+            continue
+        except ApiException as exc:
+            if exc.status == 409 and attempt < ATTEMPTS - 1:
+                continue  # a concurrent write (ours or KServe's) moved the object on
+            if exc.status in (404, 409):
+                RECONCILE_ERRORS.labels(str(exc.status)).inc()
+                log.info("reconcile %s/%s: %s, retrying later", namespace, name, exc.reason)
+                return
+            raise
+    RECONCILE_ERRORS.labels(StaleReadError.__name__).inc()
+    log.info("reconcile %s/%s: every read was stale, retrying later", namespace, name)
+
+
+def forget(namespace: str, name: str) -> None:
+    """The DexModel is being deleted: the InferenceService goes with its owner (garbage
+    collector); only our gauge remains."""
+    with contextlib.suppress(KeyError):
+        CANARY_WEIGHT.remove(namespace, name)
+
+
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    # Timers get a live body that kopf swaps as events arrive. Metadata (with the
+    # resourceVersion every write is conditional on) is copied first, so a copy spanning a
+    # swap pairs an older resourceVersion with newer data, which the API server refuses.
+    keys = ("apiVersion", "kind", "metadata", "spec", "status")
+    return {key: body[key] for key in keys if key in body}
+
+
+def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
+    meta = obj["metadata"]
+    if meta.get("deletionTimestamp"):
+        return
+    namespace, name = meta["namespace"], meta["name"]
+    spec = DexModelSpec.model_validate(obj["spec"])
+    raw_status = {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
+    before = DexModelStatus.model_validate(raw_status)
+    status = before.model_copy(deep=True)
+    status.observed_generation = meta.get("generation")
+
+    try:
+        target = resolve_target(spec, status, now)
+    except SourceError as exc:
+        _report_source_error(obj, status, before, exc, now)
+        return
+
+    current = kube.get_isvc(namespace, name)
+    if current is not None and not _owned_by(current, meta["uid"]):
+        kopf.warn(
+            _ref(obj),
+            reason="NotOwned",
+            message=f"InferenceService {name} exists and is not owned by this DexModel",
+        )
+        return
+    mode = isvc.resolve_mode(spec, current, kube.cluster_default_mode())
+    prior_plan = isvc.plan_from_status(
+        status.stable_storage_uri,
+        status.stable_version,
+        status.canary_storage_uri,
+        status.canary_version,
+        status.canary_weight,
+    )
+    observed, mirror = isvc.observe(current, mode, prior_plan)
+    action = _action(meta)
+
+    decision = decide(spec, status, target, observed, now=now, action=action)
+    if decision.analysis_due:
+        decision = _with_analysis(
+            spec, status, target, observed, now, action, namespace, name, mirror
+        )
+
+    new = decision.status
+    new.inference_service = mirror or InferenceServiceStatus(name=name)
+    status_changed = new.model_dump(mode="json") != before.model_dump(mode="json")
+    desired = _desired(obj, spec, decision, mode)
+    isvc_changed = desired is not None and _spec_hash(desired) != _spec_hash(current)
+    if isvc_changed and not status_changed and not fresh:
+        # A plan from an old status could undo a later step on the ISVC: confirm it first.
+        raise StaleReadError
+    if status_changed:
+        kube.patch_status(meta, new.model_dump(by_alias=True, mode="json"))
+    _emit(obj, decision, before)
+    if desired is not None and isvc_changed:
+        kube.converge_isvc(desired, current)
+    if action is not None and new.last_action is not None:
+        kube.clear_annotation(namespace, name, ACTION_ANNOTATION)
+
+
+def _action(meta: dict[str, Any]) -> ManualAction | None:
+    value = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    if value == "promote":
+        return "promote"
+    if value == "abort":
+        return "abort"
+    return None
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+def _ref(obj: dict[str, Any]) -> Any:
+    """kopf's event API is typed for its Body wrapper; it only reads the object reference."""
+    return obj
+
+
+def _report_source_error(
+    obj: dict[str, Any],
+    status: DexModelStatus,
+    before: DexModelStatus,
+    exc: SourceError,
+    now: datetime,
+) -> None:
+    status.message = str(exc)
+    if status.stable_storage_uri is None:
+        status.phase = "Failed" if exc.reason == FEATURE_SERVICE_MISMATCH else "Pending"
+    set_condition(
+        status,
+        "Ready" if status.stable_storage_uri is None else "Degraded",
+        status.stable_storage_uri is not None,
+        exc.reason,
+        str(exc),
+        now,
+    )
+    if status.model_dump(mode="json") != before.model_dump(mode="json"):
+        kube.patch_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
+        kopf.warn(_ref(obj), reason=exc.reason, message=str(exc))
+
+
+def _providers(spec: DexModelSpec) -> dict[str, Provider]:
+    return {
+        "prometheus": PrometheusProvider(
+            spec.rollout.prometheus_url or CONFIG.prometheus_url, timeout=CONFIG.http_timeout
+        ),
+        "dexDrift": DexDriftProvider(CONFIG.monitor_url, timeout=CONFIG.http_timeout),
+    }
+
+
+def _with_analysis(
+    spec: DexModelSpec,
+    status: DexModelStatus,
+    target: Target,
+    observed: Observed,
+    now: datetime,
+    action: ManualAction | None,
+    namespace: str,
+    name: str,
+    mirror: InferenceServiceStatus | None,
+) -> Decision:
+    revision = (mirror.canary_revision if mirror else None) or ""
+    ctx = AnalysisContext(
+        model=spec.model.name or name,
+        namespace=namespace,
+        revision=revision,
+        version=status.canary_version or "",
+    )
+    results = evaluate(spec.rollout.analysis, _providers(spec), ctx)
+    log.info("analysis %s/%s: %s", namespace, name, [(r.name, r.value, r.passed) for r in results])
+    return decide(spec, status, target, observed, now=now, analysis=results, action=action)
+
+
+def _emit(obj: dict[str, Any], decision: Decision, before: DexModelStatus) -> None:
+    meta = obj["metadata"]
+    for event in decision.events:
+        kopf.event(_ref(obj), type=event.type, reason=event.reason, message=event.message)
+        log.info("%s/%s %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
+        if outcome := OUTCOME_BY_REASON.get(event.reason):
+            ROLLOUTS.labels(outcome).inc()
+    if decision.status.phase == "Failed" and before.phase != "Failed":
+        ROLLOUTS.labels("failed").inc()
+    CANARY_WEIGHT.labels(meta["namespace"], meta["name"]).set(decision.status.canary_weight)
+
+
+def _desired(
+    obj: dict[str, Any], spec: DexModelSpec, decision: Decision, mode: isvc.Mode
+) -> dict[str, Any] | None:
+    if decision.plan is None:
+        return None
+    meta = obj["metadata"]
+    return isvc.render(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        owner={
+            "apiVersion": API_VERSION,
+            "kind": "DexModel",
+            "name": meta["name"],
+            "uid": meta["uid"],
+        },
+        spec=spec,
+        plan=decision.plan,
+        mode=mode,
+        endpoints=isvc.Endpoints(tracking_uri=spec.model.registry_url or CONFIG.mlflow_url),
+    )
+
+
+def _spec_hash(obj: dict[str, Any] | None) -> str | None:
+    if obj is None:
+        return None
+    return (obj["metadata"].get("annotations") or {}).get(isvc.SPEC_HASH_ANNOTATION)

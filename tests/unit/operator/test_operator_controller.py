@@ -1,0 +1,195 @@
+"""The reconcile entry point without an API server: what it counts in RECONCILE_ERRORS when
+a reconcile raises or gives up, and the per-DexModel lock that must not outlive the object.
+(The whole reconcile against a real API server is in tests/integration/operator.)"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import REGISTRY
+
+from dex_operator import controller, kube
+
+NS, NAME = "prod", "churn"
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def errors(reason: str) -> float:
+    value = REGISTRY.get_sample_value("dex_operator_reconcile_errors_total", {"reason": reason})
+    return value or 0.0
+
+
+def dexmodel() -> dict[str, Any]:
+    return {
+        "apiVersion": "dex.dataenginex.io/v1alpha1",
+        "kind": "DexModel",
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "uid": "u-1",
+            "generation": 1,
+            "resourceVersion": "7",
+        },
+        "spec": {"model": {"storageUri": "s3://models/churn/1"}},
+    }
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every GET of the DexModel, answered with the same object; no InferenceService yet."""
+    calls: list[str] = []
+
+    def get_dexmodel(namespace: str, name: str) -> dict[str, Any]:
+        calls.append(name)
+        return dexmodel()
+
+    monkeypatch.setattr(kube, "get_dexmodel", get_dexmodel)
+    monkeypatch.setattr(kube, "get_isvc", lambda namespace, name: None)
+    monkeypatch.setattr(kube, "cluster_default_mode", lambda: None)
+    return calls
+
+
+def failing(exc: Exception, calls: list[int]) -> Callable[..., None]:
+    def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
+        calls.append(1)
+        raise exc
+
+    return _reconcile
+
+
+def test_conflicts_that_outlast_the_retries_give_up_and_count(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real reconcile down to the status write, which the API server refuses each time.
+    writes: list[dict[str, Any]] = []
+
+    def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> None:
+        writes.append(status)
+        raise ApiException(status=409, reason="Conflict")
+
+    monkeypatch.setattr(kube, "patch_status", patch_status)
+    before = errors("409")
+    controller.reconcile(NS, NAME, now=NOW)  # gives up: returns, does not raise
+    assert len(writes) == controller.ATTEMPTS
+    assert len(reads) == controller.ATTEMPTS  # each retry reads again
+    assert errors("409") == before + 1
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (ApiException(status=500, reason="Internal Server Error"), "500"),
+        (ApiException(status=403, reason="Forbidden"), "403"),
+        (ValueError("bad"), "ValueError"),
+    ],
+)
+def test_a_raising_reconcile_counts_its_reason_and_raises(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch, exc: Exception, reason: str
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(controller, "_reconcile", failing(exc, calls))
+    before = errors(reason)
+    with pytest.raises(type(exc)):
+        controller.reconcile(NS, NAME, now=NOW)
+    assert calls == [1]  # not retried: kopf's handler backoff takes over
+    assert errors(reason) == before + 1
+
+
+def test_object_gone_meanwhile_gives_up_and_counts(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(controller, "_reconcile", failing(ApiException(status=404), calls))
+    before = errors("404")
+    controller.reconcile(NS, NAME, now=NOW)
+    assert calls == [1]
+    assert errors("404") == before + 1
+
+
+def test_reads_stale_every_time_gives_up_and_counts(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(controller, "_reconcile", failing(controller.StaleReadError(), calls))
+    before = errors("StaleReadError")
+    controller.reconcile(NS, NAME, now=NOW)
+    assert len(calls) == controller.ATTEMPTS
+    assert errors("StaleReadError") == before + 1
+
+
+def test_a_failing_read_counts_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    def get_dexmodel(namespace: str, name: str) -> dict[str, Any]:
+        raise ApiException(status=503, reason="Service Unavailable")
+
+    monkeypatch.setattr(kube, "get_dexmodel", get_dexmodel)
+    before = errors("503")
+    with pytest.raises(ApiException):
+        controller.reconcile(NS, NAME, now=NOW)
+    assert errors("503") == before + 1
+
+
+def test_a_clean_reconcile_counts_nothing(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(controller, "_reconcile", lambda obj, now, *, fresh: calls.append(1))
+    reasons = ("409", "404", "500", "StaleReadError", "ValueError")
+    before = [errors(r) for r in reasons]
+    controller.reconcile(NS, NAME, now=NOW)
+    assert calls == [1]
+    assert [errors(r) for r in reasons] == before
+
+
+def test_the_lock_lives_as_long_as_the_memo() -> None:
+    memo: dict[str, Any] = {}
+    lock = controller.object_lock(NS, "memo-held", memo)
+    # The ISVC event handler has only the owner's name: it must get the very same lock.
+    assert controller.object_lock(NS, "memo-held") is lock
+    del lock
+    gc.collect()
+    assert (NS, "memo-held") in controller._locks  # the memo holds it
+    memo.clear()  # what kopf's forgetting the deleted object amounts to
+    gc.collect()
+    assert (NS, "memo-held") not in controller._locks
+
+
+def test_a_reconcile_by_name_only_leaves_no_lock_behind(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(controller, "_reconcile", lambda obj, now, *, fresh: None)
+    controller.reconcile(NS, "gone", now=NOW)
+    gc.collect()
+    assert (NS, "gone") not in controller._locks
+
+
+def test_reconciles_by_memo_and_by_name_exclude_each_other(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inside, release = threading.Event(), threading.Event()
+    entered: list[str] = []
+
+    def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
+        entered.append(threading.current_thread().name)
+        inside.set()
+        assert release.wait(10)
+
+    monkeypatch.setattr(controller, "_reconcile", _reconcile)
+    memo: dict[str, Any] = {}
+    first = threading.Thread(
+        target=controller.reconcile, args=(NS, NAME), kwargs={"memo": memo}, name="timer"
+    )
+    first.start()
+    assert inside.wait(10)
+    lock = controller.object_lock(NS, NAME)  # what the ISVC event path takes
+    assert not lock.acquire(blocking=False)  # held by the timer's reconcile
+    release.set()
+    first.join(10)
+    assert lock.acquire(timeout=10)
+    lock.release()
+    assert entered == ["timer"]
