@@ -1,59 +1,117 @@
-# DEX developer entry points. `make demo` and `make test` each work alone on a fresh machine.
+# DEX developer entry points. `make demo` and `make test` each work alone on a fresh machine:
+# they set up .venv from the committed uv.lock and install the system packages they need.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# The interpreter .venv is made from; uv uses that interpreter and never downloads one.
+PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.dex-installed
 PYTEST_ARGS ?=
+LOCK_ARGS ?=
+# uv's version has one owner: its pin in pyproject.toml's dev dependency group.
+UV_VERSION := $(shell sed -nE 's/^ *"uv==([^"]+)".*/\1/p' pyproject.toml)
+UV_STAMP := $(VENV)/.dex-uv-$(UV_VERSION)
+SYNC_STAMP := $(VENV)/.dex-synced
+# Each image installs requirements/<extra>.txt, exported from uv.lock (see `make lock`).
+IMAGE_EXTRAS := operator serving training
+REQUIREMENTS_DIR ?= requirements
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export FEAST_USAGE := False
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help setup demo test lint typecheck unit integration bench envtest compile clean
+.PHONY: help setup lock requirements system-deps demo test lint typecheck unit bench \
+	envtest compile crds clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
-	@touch $(STAMP)
+$(UV_STAMP):
+	@test -x $(BIN)/python || { \
+	  echo "==> setup: creating $(VENV) with $(PYTHON)"; \
+	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "setup: '$(PYTHON) -m venv' failed: install Python 3.11 and its venv module" \
+	      "(Debian: apt-get install python3.11-venv), or pass PYTHON=/path/to/python3.11" >&2; \
+	    exit 1; }; }
+	@[[ "$$($(BIN)/uv --version 2>/dev/null)" == "uv $(UV_VERSION)"* ]] || { \
+	  echo "==> setup: installing uv $(UV_VERSION) into $(VENV) (pip)"; \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; }
+	@touch $@
 
-setup: $(STAMP) ## create .venv and install DEX in development mode
+# `uv sync` installs the default `dev` group: the dev tools, dataenginex with every extra and
+# dataenginex-testing, all editable from this checkout, exactly as uv.lock pins them.
+$(SYNC_STAMP): $(UV_STAMP) uv.lock pyproject.toml testing/pyproject.toml
+	@echo '==> setup: syncing $(VENV) with uv.lock (uv sync --frozen)'
+	$(BIN)/uv sync --frozen
+	@touch $@
+
+setup: $(SYNC_STAMP) ## create .venv and install DEX + dev tools from uv.lock (a no-op when current)
+
+lock: $(UV_STAMP) ## re-lock uv.lock after editing dependencies (LOCK_ARGS=--upgrade to upgrade), then requirements/
+	@echo '==> lock: resolving uv.lock (uv lock $(LOCK_ARGS))'
+	$(BIN)/uv lock $(LOCK_ARGS)
+	@$(MAKE) --no-print-directory requirements
+
+requirements: $(UV_STAMP) ## regenerate the images' requirements/{operator,serving,training}.txt from uv.lock
+	@mkdir -p $(REQUIREMENTS_DIR)
+	@set -e; for extra in $(IMAGE_EXTRAS); do \
+	  echo "==> requirements: $(REQUIREMENTS_DIR)/$$extra.txt (uv export --extra $$extra)"; \
+	  $(BIN)/uv export --frozen --no-dev --extra $$extra --no-emit-workspace \
+	    --format requirements.txt >$(REQUIREMENTS_DIR)/$$extra.txt.tmp; \
+	  mv $(REQUIREMENTS_DIR)/$$extra.txt.tmp $(REQUIREMENTS_DIR)/$$extra.txt; \
+	done
+
+system-deps: ## install the Debian packages the tests need (tools/system-deps.txt, group test)
+	@echo '==> system-deps: checking the test group (tools/system-deps.txt)'
+	bash tools/system-deps.sh test
 
 envtest: ## build (or reuse) etcd + kube-apiserver for the test control plane
+	@echo '==> envtest: etcd + kube-apiserver + kube-controller-manager for the tests (built once, cached)'
 	bash tools/envtest/build.sh
 
 .PHONY: node
 node: ## containerd/runc/CNI (Debian) + kubelet, scheduler, kube-proxy, pause for a real dev node
+	@echo '==> node: Debian packages (system-deps node), then the node binaries (envtest --node)'
 	bash tools/system-deps.sh node
 	bash tools/envtest/build.sh --node
 
 demo: setup ## the local loop end to end: data -> features -> train -> drift -> retrain -> promote
+	@echo '==> demo: dexctl demo'
 	$(BIN)/dexctl demo
 
-lint: setup ## ruff
+lint: setup ## ruff, and the import layers (lint-imports)
+	@echo '==> lint: ruff check + format'
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@echo '==> lint: import layers (lint-imports; contracts in pyproject.toml)'
+	$(BIN)/lint-imports
 
 typecheck: setup ## mypy --strict
+	@echo '==> typecheck: mypy --strict'
 	$(BIN)/mypy
 
-test: setup envtest lint typecheck ## ruff, mypy --strict and the whole pytest suite
+test: setup system-deps envtest lint typecheck ## system packages, lint, mypy --strict and the whole pytest suite
+	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 unit: setup ## fast tests only
+	@echo '==> unit: pytest tests/unit'
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup ## benchmarks, printed as tables
+	@echo '==> bench: python -m benchmarks'
 	$(BIN)/python -m benchmarks
 
 compile: setup ## recompile the pipelines' IR YAML
+	@echo '==> compile: dexctl pipeline compile'
 	$(BIN)/dexctl pipeline compile
 
+crds: setup ## regenerate manifests/crd from the operator's CRD models
+	@echo '==> crds: dexctl operator crds -> manifests/crd'
+	$(BIN)/dexctl operator crds
+
 clean: ## remove local state (.dex) and caches
-	rm -rf .dex .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .dex .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dex_testing import SOURCE_ROOT as REPO_ROOT
@@ -20,12 +21,29 @@ def _instructions() -> list[tuple[str, str]]:
     return out
 
 
+def _pip_installs(steps: list[tuple[str, str]]) -> list[str]:
+    """The arguments of every ``pip install`` in the RUN steps, in order."""
+    return [
+        command.split("pip install", 1)[1].strip()
+        for kw, rest in steps
+        if kw == "RUN"
+        for command in re.split(r"&&|;", rest)
+        if "pip install" in command
+    ]
+
+
 def test_installs_only_the_serving_extra_and_runs_as_non_root() -> None:
     steps = _instructions()
     runs = " ".join(rest for kw, rest in steps if kw == "RUN")
-    assert 'pip install ".[serving]"' in runs
-    for other in ("[dev]", "[training]", "[operator]"):
+    # The serving extra's dependencies as uv.lock pins them (hash-checked), then DEX itself
+    # with nothing more resolved: no other extra, no unpinned package.
+    assert _pip_installs(steps) == [
+        "--require-hashes -r requirements/serving.txt",
+        "--no-deps .",
+    ]
+    for other in ("[dev]", "[training]", "[operator]", "training.txt", "operator.txt"):
         assert other not in runs
+    assert ("COPY", "requirements/serving.txt ./requirements/") in steps
     users = [rest for kw, rest in steps if kw == "USER"]
     assert users, "no USER instruction"
     assert users[-1].split(":")[0] not in {"root", "0"}
