@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Developer tooling: a local Kubernetes control plane.", no_args_is_help=True)
 cluster_app = typer.Typer(
-    help="A real etcd + kube-apiserver (+ controller-manager) on 127.0.0.1, in the background.",
+    help="A real etcd + kube-apiserver (+ controller-manager) on 127.0.0.1, in the background; "
+    "with --node also a real node (containerd, kubelet, kube-proxy) whose pods run.",
     no_args_is_help=True,
 )
 app.add_typer(cluster_app, name="cluster")
@@ -52,11 +53,28 @@ def up(
     controller_manager: bool = typer.Option(
         True, help="Run kube-controller-manager (garbage collector + namespace controllers)."
     ),
+    node: bool = typer.Option(
+        False,
+        help="Also run a real node: kube-scheduler, all controllers, containerd, kubelet and "
+        "kube-proxy (root; one per machine; `down` restores the machine).",
+    ),
+    images: bool = typer.Option(
+        True, help="With --node: import the image archives of `make images` (~/.cache/dex/images)."
+    ),
     timeout: float = typer.Option(60.0, help="Seconds to wait for readiness."),
-    build: bool = typer.Option(True, help="Build the binaries (make envtest) if missing."),
+    build: bool = typer.Option(
+        True, help="Build the binaries (make envtest; make node with --node) if missing."
+    ),
 ) -> None:
     """Start the control plane detached and record it under the DEX state folder."""
-    from dex_testing.devcluster import ControlPlane, ControlPlaneConfig, find_assets
+    from dex_testing.devcluster import (
+        ControlPlane,
+        ControlPlaneConfig,
+        NodeConfig,
+        ensure_node_tools,
+        find_assets,
+        image_archives,
+    )
 
     state = _load()
     if state is not None and _running(state):
@@ -65,16 +83,28 @@ def up(
         return
     if state is not None:
         _clean(state)
+    if node and build:
+        ensure_node_tools()
     folder = _folder()
     config = ControlPlaneConfig(
         work_dir=folder / "cluster",
         controller_manager=controller_manager,
         start_timeout=timeout,
         detached=True,
+        node=NodeConfig(image_archives=image_archives() if images else []) if node else None,
     )
-    state = ControlPlane(config, find_assets(build_if_missing=build)).start()
+
+    def progress(message: str) -> None:
+        console.print(f"[dim]… {message}[/]")
+
+    plane = ControlPlane(config, find_assets(build_if_missing=build), progress=progress)
+    state = plane.start()
     _state_file().write_text(state.model_dump_json(indent=2))
     console.print(f"{state.version} ready at {state.server} in {state.startup_seconds} s")
+    if state.node is not None:
+        timings = ", ".join(f"{k} {v} s" for k, v in state.node.timings.items())
+        console.print(f"node {state.node.name} ({state.node.ip}) Ready: {timings}")
+        console.print(f"images: {', '.join(state.node.images)}")
     console.print(f"export KUBECONFIG={state.kubeconfig}")
 
 
@@ -89,12 +119,23 @@ def _clean(state: ClusterState) -> None:
 
 @cluster_app.command("down")
 def down() -> None:
-    """Stop the processes `up` started and delete the cluster's folder."""
+    """Stop the processes `up` started and delete the cluster's folder; with a node, delete
+    its pods first and restore the machine as it was before `up`."""
+    from dex_testing.devcluster import take_snapshot
+
     state = _load()
     if state is None:
         console.print("no dev cluster recorded")
         return
     _clean(state)
+    if state.node is not None:
+        left = state.node.before.diff(take_snapshot(state.work_dir))
+        if left:
+            console.print("[yellow]the machine differs from before `up`:[/]")
+            for line in left:
+                console.print(f"  {line}")
+            raise typer.Exit(1)
+        console.print("machine restored (processes, mounts, links, iptables, cgroups, sysctls)")
     console.print("stopped")
 
 
@@ -118,8 +159,33 @@ def status() -> None:
     )
     console.print(f"kubeconfig: {state.kubeconfig}")
     console.print(table)
+    if state.node is not None:
+        console.print(f"node {state.node.name}: {_node_summary(state)}")
+        console.print(f"  started in: {state.node.timings}")
     if len(running) != len(state.processes):
         raise typer.Exit(1)
+
+
+def _node_summary(state: ClusterState) -> str:
+    """Ready condition and pod count, as the API server reports them (or why it cannot)."""
+    from kubernetes import client, config
+
+    assert state.node is not None
+    try:
+        api = config.new_client_from_config(config_file=str(state.kubeconfig))
+    except Exception as exc:  # a broken kubeconfig is a status to show, not a crash
+        return f"unknown ({exc})"
+    with api:
+        core = client.CoreV1Api(api)
+        try:
+            node = core.read_node(state.node.name)
+            pods = core.list_pod_for_all_namespaces(
+                field_selector=f"spec.nodeName={node.metadata.name}"
+            )
+        except Exception as exc:
+            return f"unknown ({type(exc).__name__})"
+    ready = next((c.status for c in node.status.conditions or [] if c.type == "Ready"), "?")
+    return f"{state.node.ip} Ready={ready}, {len(pods.items)} pods, pod CIDR {state.node.pod_cidr}"
 
 
 @cluster_app.command("kubeconfig")

@@ -3,8 +3,9 @@
 # etcd, kube-apiserver and kube-controller-manager, from the Go module in this folder.
 #
 #   tools/envtest/build.sh              build into the cache folder unless already there
-#   tools/envtest/build.sh --node       also the node: kubelet, kube-scheduler, kube-proxy and
-#                                       pause (the pod sandbox), for `dexctl dev cluster up --node`
+#   tools/envtest/build.sh --node       also the node: kubelet, kube-scheduler, kube-proxy, pause
+#                                       (the pod sandbox) and hello (a tiny HTTP workload), for
+#                                       `dexctl dev cluster up --node`
 #   tools/envtest/build.sh --print-dir  print the folder the binaries are (or would be) in
 #
 # Only missing binaries are built, so --node after a plain build compiles just the node.
@@ -14,7 +15,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 binaries=(etcd kube-apiserver kube-controller-manager)
-node_binaries=(kubelet kube-scheduler kube-proxy pause)
+node_binaries=(kubelet kube-scheduler kube-proxy pause hello)
+static_binaries=" pause hello " # standard library only, CGO off: each is a whole image
 
 print_dir=0
 node=0
@@ -139,15 +141,19 @@ start=$SECONDS
   cd "$here"
   export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
   go_targets=()
+  static_targets=()
   for b in "${targets[@]}"; do
-    [[ "$b" == pause ]] || go_targets+=("./cmd/$b")
+    if [[ "$static_binaries" == *" $b "* ]]; then
+      static_targets+=("./cmd/$b")
+    else
+      go_targets+=("./cmd/$b")
+    fi
   done
   if ((${#go_targets[@]})); then
     go build -trimpath -ldflags "$ldflags" -o "$scratch/" "${go_targets[@]}"
   fi
-  if [[ " ${targets[*]} " == *" pause "* ]]; then
-    # Static: the pause image holds this one file and nothing else.
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$scratch/" ./cmd/pause
+  if ((${#static_targets[@]})); then
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$scratch/" "${static_targets[@]}"
   fi
 )
 for b in "${targets[@]}"; do

@@ -28,6 +28,16 @@ class CertPair(BaseModel):
     key: Path
 
 
+class NodePki(BaseModel):
+    """Certificates of a real node's components (``generate_pki(..., node=...)``)."""
+
+    kubelet_client: CertPair  # system:node:<name> in system:nodes: the Node authorizer's form
+    kubelet_serving: CertPair  # the kubelet's HTTPS server (logs, exec), SAN = the node IP
+    apiserver_kubelet_client: CertPair  # how the API server authenticates to the kubelet
+    scheduler: CertPair
+    kube_proxy: CertPair
+
+
 class Pki(BaseModel):
     """Paths of everything a control plane needs; all files live in one folder."""
 
@@ -37,6 +47,7 @@ class Pki(BaseModel):
     controller_manager: CertPair
     service_account_key: Path
     service_account_pub: Path
+    node: NodePki | None = None
 
 
 def _name(common_name: str, orgs: tuple[str, ...] = ()) -> x509.Name:
@@ -97,6 +108,7 @@ class _Ca:
         *,
         orgs: tuple[str, ...] = (),
         server: bool = False,
+        sans: tuple[str, ...] = (),
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -114,22 +126,39 @@ class _Ca:
         )
         if server:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                    ]
-                ),
-                critical=False,
+                x509.SubjectAlternativeName([_san(name) for name in sans]), critical=False
             )
         return builder.sign(self.key, hashes.SHA256()), key
 
 
-def generate_pki(folder: Path) -> Pki:
-    """Write a fresh CA, serving cert, admin and controller-manager client certs, SA keys."""
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+APISERVER_SANS = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "127.0.0.1",
+)
+
+
+class NodeIdentity(BaseModel):
+    """What the node's certificates name: its Node object and the addresses it serves on."""
+
+    name: str
+    ip: str
+    apiserver_ips: tuple[str, ...] = ()  # extra API server SANs: node IP, service ClusterIP
+
+
+def generate_pki(folder: Path, node: NodeIdentity | None = None) -> Pki:
+    """Write a fresh CA, serving cert, admin and controller-manager client certs, SA keys;
+    with ``node``, also the kubelet's, scheduler's and kube-proxy's certificates."""
     folder.mkdir(parents=True, exist_ok=True)
     ca = _Ca()
 
@@ -140,7 +169,8 @@ def generate_pki(folder: Path) -> Pki:
         return out
 
     ca_pair = pair("ca", ca.cert, ca.key)
-    serving = pair("apiserver", *ca.issue("kube-apiserver", server=True))
+    sans = APISERVER_SANS + (node.apiserver_ips if node else ())
+    serving = pair("apiserver", *ca.issue("kube-apiserver", server=True, sans=sans))
     # system:masters is bound to cluster-admin by the API server's bootstrap policy.
     admin = pair("admin", *ca.issue("dex-admin", orgs=("system:masters",)))
     # The bootstrap ClusterRole system:kube-controller-manager lets it mint per-controller
@@ -156,6 +186,25 @@ def generate_pki(folder: Path) -> Pki:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    node_pki = None
+    if node is not None:
+        node_pki = NodePki(
+            kubelet_client=pair(
+                "kubelet-client", *ca.issue(f"system:node:{node.name}", orgs=("system:nodes",))
+            ),
+            kubelet_serving=pair(
+                "kubelet-serving", *ca.issue(node.name, server=True, sans=(node.name, node.ip))
+            ),
+            # system:masters may use every kubelet API (logs, exec, port-forward, metrics).
+            apiserver_kubelet_client=pair(
+                "apiserver-kubelet-client",
+                *ca.issue("kube-apiserver-kubelet-client", orgs=("system:masters",)),
+            ),
+            # Users the bootstrap RBAC policy already binds (system:kube-scheduler,
+            # system:node-proxier), as in kubeadm clusters.
+            scheduler=pair("scheduler", *ca.issue("system:kube-scheduler")),
+            kube_proxy=pair("kube-proxy", *ca.issue("system:kube-proxy")),
+        )
     return Pki(
         ca=ca_pair,
         serving=serving,
@@ -163,4 +212,5 @@ def generate_pki(folder: Path) -> Pki:
         controller_manager=kcm,
         service_account_key=sa_key_path,
         service_account_pub=sa_pub_path,
+        node=node_pki,
     )
