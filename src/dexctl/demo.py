@@ -21,6 +21,7 @@ from rich.table import Table
 
 from dex.registry import TAG_DECISION, TAG_REASONS, VersionSummary
 from dex.settings import DexSettings, get_settings
+from dexctl.chatter import libraries_log, library_output
 
 if TYPE_CHECKING:
     from dex.data import GeneratorConfig
@@ -52,10 +53,13 @@ def demo(
     )
     batch = generate(first)
     write_parquet(batch, settings.data_dir)
-    services = features.apply(settings)
+    with library_output(libraries_log(settings)):
+        services = features.apply(settings)
     end = FIRST_BATCH_START + timedelta(weeks=BATCH_WEEKS)
-    features.materialize(settings, start=FIRST_BATCH_START - timedelta(days=30), end=end)
+    with library_output(libraries_log(settings)):
+        features.materialize(settings, start=FIRST_BATCH_START - timedelta(days=30), end=end)
     console.print(f"features applied ({', '.join(services)}) and materialized up to {end:%Y-%m-%d}")
+    console.print(f"(Feast's and other libraries' output: {libraries_log(settings)})")
 
     console.print(Rule("2. training run 1"))
     run_pipeline("training", {"n_trials": trials, "seed": seed})
@@ -127,7 +131,8 @@ def serve_and_retrain(
         console.print(Rule("4. a drifted batch reaches the online store: drifted traffic"))
         write_parquet(generate(drifted), settings.data_dir, append=True)
         end = drifted.start + timedelta(weeks=drifted.weeks)
-        features.materialize(settings, start=drifted.start - timedelta(days=30), end=end)
+        with library_output(libraries_log(settings)):
+            features.materialize(settings, start=drifted.start - timedelta(days=30), end=end)
         predict(urls, keys)
         wait_for_rows(urls, 2 * len(keys))
         results = compute_drift(urls)

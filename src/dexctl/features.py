@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from dex.settings import get_settings
+from dexctl.chatter import libraries_log, library_output
 
 app = typer.Typer(
     help="Feast feature repository: apply definitions, materialize online.", no_args_is_help=True
@@ -21,7 +22,7 @@ def apply_cmd() -> None:
     from dex import features
 
     settings = get_settings()
-    with console.status("feast apply"):
+    with console.status("feast apply"), library_output(libraries_log(settings)):
         services = features.apply(settings)
     console.print(
         f"[green]applied[/] {settings.feature_repo}: feature services {', '.join(services)}"
@@ -40,5 +41,6 @@ def materialize_cmd(
     end_at = (end or datetime.now(UTC)).astimezone(UTC)
     with console.status("feast materialize"):
         start_at = start.astimezone(UTC) if start else end_at - timedelta(days=730)
-        features.materialize(settings, end=end_at, start=start_at)
+        with library_output(libraries_log(settings)):
+            features.materialize(settings, end=end_at, start=start_at)
     console.print(f"[green]materialized[/] online store up to {end_at.isoformat()}")

@@ -3,7 +3,6 @@ libraries lazily, so ``dexctl --help`` stays fast."""
 
 from __future__ import annotations
 
-import warnings
 from importlib.metadata import entry_points
 
 import typer
@@ -13,17 +12,24 @@ from dexctl import monitor as monitor_cli
 from dexctl import operator as operator_cli
 from dexctl import serve as serve_cli
 
-# Library deprecation chatter (SQLAlchemy inside MLflow, Feast's experimental notices) is
-# not actionable for a dexctl user; it stays visible in tests and step logs.
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", message=".*experimental feature.*")
-
 app = typer.Typer(
     name="dexctl",
     help="DEX: features -> training pipelines -> registry -> serving, on a laptop or a cluster.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _main() -> None:
+    # Library warnings (SQLAlchemy inside MLflow, Feast's experimental notices) are not
+    # actionable for a dexctl user: they go to the state folder's log, DEX's own stay.
+    from dex.settings import get_settings
+    from dexctl.chatter import libraries_log, route_library_warnings
+
+    route_library_warnings(libraries_log(get_settings()))
+
+
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(pipeline.app, name="pipeline")

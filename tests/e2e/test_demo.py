@@ -33,6 +33,10 @@ def test_demo_trains_twice_and_records_the_gate_decision(tmp_path: Path) -> None
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert "pipeline training succeeded" in demo.stdout
     assert "registered model versions" in demo.stdout
+    # DEX's story, not library chatter: no warnings raised in site-packages, no Feast progress.
+    shown = demo.stdout + demo.stderr
+    assert "site-packages" not in shown, shown[-4000:]
+    assert "Materializing" not in shown
 
     listing = subprocess.run(
         [str(DEXCTL), "models", "list", "--json"],
