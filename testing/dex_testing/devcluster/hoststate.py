@@ -25,6 +25,9 @@ from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
+# The node's machine-wide folder: its claim and containerd's sockets (node.RUN_DIR).
+NODE_RUN_DIR = "/run/dex-devnode"
+
 # Executables only a node runs; their processes belong to a node wherever they come from.
 NODE_EXECUTABLES = frozenset(
     {"containerd", "containerd-shim-runc-v2", "kubelet", "kube-proxy", "kube-scheduler"}
@@ -77,7 +80,7 @@ NODE_CHAIN_PREFIXES = ("KUBE-", "CNI-")
 # Where a node mounts: its folder (kubelet root, containerd root/state, netns pins), the
 # hard-coded paths, network namespaces and cgroups. Other tools on the machine (buildah's
 # image storage, say) mount and unmount elsewhere concurrently; that is not the node's.
-MOUNT_SCOPE = (*HARD_CODED_PATHS, "/var/run/netns", "/sys/fs/cgroup", "/proc/sys")
+MOUNT_SCOPE = (*HARD_CODED_PATHS, NODE_RUN_DIR, "/var/run/netns", "/sys/fs/cgroup", "/proc/sys")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _MNT_DETACH = 2
@@ -145,7 +148,8 @@ class _Process(BaseModel):
 
 def _scan(work_dir: Path | None) -> list[_Process]:
     """Processes of a node: its executables, anything in a kubepods cgroup (pods), and
-    anything whose command line names ``work_dir`` (etcd, API server, runc, shims)."""
+    anything whose command line names ``work_dir`` or the node's run folder (etcd, API
+    server, runc, containerd's shims)."""
     found: list[_Process] = []
     mine = os.getpid()
     for entry in Path("/proc").iterdir():
@@ -162,7 +166,7 @@ def _scan(work_dir: Path | None) -> list[_Process]:
             exe=exe,
             cmdline=cmdline.strip(),
             in_pod="kubepods" in cgroups,
-            named=work_dir is not None and str(work_dir) in cmdline,
+            named=NODE_RUN_DIR in cmdline or (work_dir is not None and str(work_dir) in cmdline),
         )
         if proc.exe in NODE_EXECUTABLES or proc.in_pod or proc.named:
             found.append(proc)

@@ -6,7 +6,10 @@ socket, runc's state, the kubelet's root, pod logs, CNI config and IPAM data). W
 (kernel tunables, cgroups, iptables chains, links, a few hard-coded paths; see
 ``hoststate``) is snapshotted before anything starts and restored by :func:`release_machine`.
 Those machine-wide resources make a node exclusive: one per machine, claimed through
-:data:`CLAIM_FILE`, which also lets a later run clean up after one that crashed.
+:data:`CLAIM_FILE`, which also lets a later run clean up after one that crashed. The claim's
+folder :data:`RUN_DIR` also holds containerd's sockets and the kubelet's root (its sockets
+and pod volumes): a cluster folder (a pytest tmp_path, say) is often too deep for a unix
+socket path (104 bytes).
 
 Addresses come from 198.18.0.0/15 (RFC 2544, for test networks): the node IP sits on a
 port-less bridge that stands in for a dummy link (this kernel has no dummy driver), pods on
@@ -22,6 +25,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -42,7 +46,8 @@ from dexctl.processes import Child, ProcessRecord, free_ports, is_running
 
 log = logging.getLogger(__name__)
 
-CLAIM_FILE = Path("/run/dex-devnode.json")
+RUN_DIR = Path(hoststate.NODE_RUN_DIR)
+CLAIM_FILE = RUN_DIR / "claim.json"
 CTR = "ctr"
 CRI_NAMESPACE = "k8s.io"
 DEFAULT_IMAGES_DIR = Path.home() / ".cache" / "dex" / "images"
@@ -169,6 +174,7 @@ def read_claim() -> _Claim | None:
 def claim_machine(work_dir: Path, progress: Progress) -> HostSnapshot:
     """Take the machine for one node and snapshot it first; recover a crashed node's leftovers."""
     for _ in range(3):
+        RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         try:
             fd = os.open(CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -181,14 +187,14 @@ def claim_machine(work_dir: Path, progress: Progress) -> HostSnapshot:
             progress(f"cleaning up after a node that did not stop ({CLAIM_FILE})")
             if claim is not None:
                 release_machine(claim.before, claim.work_dir, claim.node, kube_proxy=None)
-            CLAIM_FILE.unlink(missing_ok=True)
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
             continue
         with os.fdopen(fd, "w") as out:
             before = hoststate.take_snapshot(work_dir)
             claim = _Claim(owner_pid=os.getpid(), work_dir=work_dir, before=before)
             out.write(claim.model_dump_json())
         if before.processes:
-            CLAIM_FILE.unlink(missing_ok=True)
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
             raise NodeBusyError(
                 "node processes already run on this machine, not started by a dev cluster: "
                 + "; ".join(before.processes)
@@ -227,7 +233,7 @@ def release_machine(
         subprocess.run(
             [str(kube_proxy), "--cleanup", "--v=0"], capture_output=True, timeout=60, check=False
         )
-    roots = [work_dir, *(Path(p) for p in hoststate.HARD_CODED_PATHS)]
+    roots = [work_dir, RUN_DIR, *(Path(p) for p in hoststate.HARD_CODED_PATHS)]
     done += [f"unmounted {p}" for p in hoststate.unmount_under(roots)]
     if node is not None:
         done += [
@@ -250,7 +256,7 @@ def release_claim() -> None:
     claim = read_claim()
     if claim is not None and claim.owner_pid != os.getpid() and _claim_alive(claim):
         return  # not ours
-    CLAIM_FILE.unlink(missing_ok=True)
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -301,9 +307,9 @@ def _containerd_config(work: Path, pause_image: str) -> Path:
         ' "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",'
         ' "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]',
         "[grpc]",
-        f'  address = "{root / "containerd.sock"}"',
+        f'  address = "{RUN_DIR / "containerd.sock"}"',
         "[ttrpc]",
-        f'  address = "{root / "containerd.sock.ttrpc"}"',
+        f'  address = "{RUN_DIR / "containerd.sock.ttrpc"}"',
         '[plugins."io.containerd.grpc.v1.cri"]',
         *_toml_table(cri, "  ", 'plugins."io.containerd.grpc.v1.cri"'),
     ]
@@ -482,8 +488,8 @@ class NodeStarter:
             service_cidr=service_cidr,
             bridge=self.config.bridge,
             node_link=self.config.node_link,
-            containerd_socket=work / "containerd" / "containerd.sock",
-            kubelet_root=work / "kubelet" / "root",
+            containerd_socket=RUN_DIR / "containerd.sock",
+            kubelet_root=RUN_DIR / "kubelet",
             pause_image=f"localhost/dex/pause:{version}",
             hello_image=f"localhost/dex/hello:{version}",
             before=before,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from dex_testing.devcluster import eventually, take_snapshot
+from dex_testing.devcluster.node import RUN_DIR
 from dex_testing.devcluster.workloads import hello_manifests, http_get, wait_pod_ready
 
 from .conftest import NodeRun
@@ -45,3 +46,4 @@ def test_pod_is_reachable_and_stop_restores_the_machine(node_run: NodeRun, core_
 
     left = node_run.stop_and_compare()
     assert left == [], "\n".join(left)
+    assert not RUN_DIR.exists()
