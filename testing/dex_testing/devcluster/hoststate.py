@@ -83,6 +83,9 @@ NODE_CHAIN_PREFIXES = ("KUBE-", "CNI-")
 MOUNT_SCOPE = (*HARD_CODED_PATHS, NODE_RUN_DIR, "/var/run/netns", "/sys/fs/cgroup", "/proc/sys")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Top-level cgroups other container tools create and remove while a node runs (buildah's
+# RUN steps with cgroupfs, podman); a node never makes these.
+FOREIGN_CGROUP_PREFIXES = ("buildah-", "libpod")
 _MNT_DETACH = 2
 
 
@@ -276,7 +279,7 @@ def _cgroups() -> list[str]:
     out = []
     for hierarchy in _hierarchies():
         for child in hierarchy.iterdir():
-            if not child.is_dir():
+            if not child.is_dir() or child.name.startswith(FOREIGN_CGROUP_PREFIXES):
                 continue
             out.append(str(child))
             if child.name.startswith("kubepods"):
