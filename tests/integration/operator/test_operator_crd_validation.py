@@ -4,6 +4,7 @@ the field (OpenAPI schema + CEL rules evaluated by the real API server)."""
 from __future__ import annotations
 
 import copy
+from hashlib import sha1
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ INVALID = [
             "rollout.analysis",
             [{"name": "l", "metric": "latency", "threshold": 0.2, "percentile": 1.5}],
         ),
-        "percentile",
+        "spec.rollout.analysis[0].percentile: Invalid value: 1.5",
     ),
     (
         "bad-provider",
@@ -103,7 +104,7 @@ INVALID = [
             "rollout.analysis",
             [{"name": "e", "metric": "errorRate", "threshold": 0.1, "provider": "datadog"}],
         ),
-        "provider",
+        'spec.rollout.analysis[0].provider: Unsupported value: "datadog"',
     ),
     (
         "replicas",
@@ -123,7 +124,11 @@ INVALID = [
 def test_invalid_dexmodel_rejected_naming_field(
     kubeconfig: Path, namespace: str, case: str, obj: dict[str, Any], needle: str
 ) -> None:
-    obj["metadata"] = {"name": f"bad-{case}", "namespace": namespace}
+    # A name that cannot contain the needle: kubectl echoes the object's name in its errors.
+    obj["metadata"] = {
+        "name": f"bad-{sha1(case.encode()).hexdigest()[:10]}",
+        "namespace": namespace,
+    }
     result = apply(kubeconfig, obj)
     assert result.returncode != 0, f"{case} was accepted"
     assert needle in result.stderr, result.stderr

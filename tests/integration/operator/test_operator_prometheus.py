@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -185,4 +184,9 @@ def test_dex_drift_provider_reads_the_monitor_endpoint(metrics_endpoint: str) ->
 
 
 def test_prometheus_binary_is_the_debian_one() -> None:
-    assert Path(shutil.which("prometheus") or "").exists()
+    binary = shutil.which("prometheus")
+    assert binary is not None, "prometheus not on PATH (make test installs it)"
+    owner = subprocess.run(
+        ["dpkg", "-S", os.path.realpath(binary)], capture_output=True, text=True, check=False
+    )
+    assert owner.stdout.startswith("prometheus:"), owner.stdout + owner.stderr

@@ -31,7 +31,11 @@ def test_default_error_rate_query_substitutes_revision() -> None:
     assert 'revision_name="churn-predictor-00002"' in q
     assert "[2m]" in q
     assert 'namespace="prod"' in q
-    assert "{" in q
+    # PromQL's own braces stay; only the placeholders are replaced.
+    assert "{namespace}" not in q
+    assert "{revision}" not in q
+    assert "{window}" not in q
+    assert q.count("{") == q.count("}") == 2  # the two label matchers
 
 
 def test_default_drift_query_reads_the_monitors_series() -> None:
