@@ -23,7 +23,7 @@ export FEAST_USAGE := False
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: help setup lock requirements system-deps demo test lint typecheck unit bench \
+.PHONY: help setup lock requirements system-deps demo test test-clock lint typecheck unit bench \
 	envtest compile crds clean
 
 help: ## list targets
@@ -93,9 +93,14 @@ typecheck: setup ## mypy --strict
 	@echo '==> typecheck: mypy --strict'
 	$(BIN)/mypy
 
-test: setup system-deps envtest lint typecheck ## system packages, lint, mypy --strict and the whole pytest suite
+test-clock:
+	@bash tools/test-clock.sh start
+
+# test-clock first: `make bench` prints how long whole runs take, cold and warm.
+test: test-clock setup system-deps envtest lint typecheck ## system packages, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
-	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
+	  bash tools/test-clock.sh stop $$status; exit $$status
 
 unit: setup ## fast tests only
 	@echo '==> unit: pytest tests/unit'

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Times `make test` runs for `make bench`: `start` notes the time and which of make test's
+# caches are missing (a cold run builds them), `stop STATUS` appends the run to
+# ~/.cache/dex/make-test-runs.jsonl. CI runs on the machine it times, so the figures are
+# CI's own.
+set -euo pipefail
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/dex"
+mkdir -p "$cache"
+start_file="$cache/make-test.start"
+case "${1:-}" in
+  start)
+    cold=()
+    [[ -x .venv/bin/python ]] || cold+=(venv)
+    [[ -x "$(bash tools/envtest/build.sh --print-dir)/kube-apiserver" ]] || cold+=(envtest)
+    [[ -d "$cache/images" ]] || cold+=(images)
+    printf '%s %s\n' "$(date +%s)" "${cold[*]-}" >"$start_file"
+    echo "==> test: clock started (cold caches: ${cold[*]:-none})"
+    ;;
+  stop)
+    [[ -f "$start_file" ]] || exit 0
+    read -r began cold <"$start_file" || true
+    seconds=$(($(date +%s) - began))
+    printf '{"finished": "%s", "seconds": %d, "status": %d, "cold": "%s", "ci": "%s"}\n' \
+      "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$seconds" "${2:-0}" "${cold:-}" "${CI:-}" \
+      >>"$cache/make-test-runs.jsonl"
+    rm -f "$start_file"
+    echo "==> test: make test took ${seconds} s (cold caches: ${cold:-none})"
+    ;;
+  *) echo "usage: $0 start|stop STATUS" >&2; exit 2 ;;
+esac
