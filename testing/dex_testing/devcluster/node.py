@@ -50,7 +50,10 @@ RUN_DIR = Path(hoststate.NODE_RUN_DIR)
 CLAIM_FILE = RUN_DIR / "claim.json"
 CTR = "ctr"
 CRI_NAMESPACE = "k8s.io"
-DEFAULT_IMAGES_DIR = Path.home() / ".cache" / "dex" / "images"
+# Where `make images` (tools/images/build.sh) leaves its archives; it honours the same variable.
+DEFAULT_IMAGES_DIR = Path(
+    os.environ.get("DEX_IMAGES_DIR") or Path.home() / ".cache" / "dex" / "images"
+)
 
 
 class NodeBusyError(RuntimeError):
@@ -452,8 +455,9 @@ def _kube_proxy_config(
 
 
 def image_archives(folder: Path = DEFAULT_IMAGES_DIR) -> list[Path]:
-    """The image archives ``make images`` leaves (OCI archives, ``*.tar``)."""
-    return sorted(folder.glob("*.tar")) if folder.is_dir() else []
+    """The image archives ``make images`` leaves (OCI archives ``*.oci.tar``, renamed into place
+    when complete)."""
+    return sorted(folder.glob("*.oci.tar")) if folder.is_dir() else []
 
 
 def ctr(socket: Path, *args: str, timeout: float = 600.0) -> str:
