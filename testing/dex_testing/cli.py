@@ -70,7 +70,10 @@ def up(
     from dex_testing.devcluster import (
         ControlPlane,
         ControlPlaneConfig,
+        MissingNodeToolsError,
+        NodeBusyError,
         NodeConfig,
+        StartupError,
         ensure_node_tools,
         find_assets,
         image_archives,
@@ -98,7 +101,12 @@ def up(
         console.print(f"[dim]… {message}[/]")
 
     plane = ControlPlane(config, find_assets(build_if_missing=build), progress=progress)
-    state = plane.start()
+    try:
+        state = plane.start()
+    except (NodeBusyError, MissingNodeToolsError, StartupError) as exc:
+        # start() already stopped what it had started (and restored the machine).
+        console.print(f"[red]dev cluster not started[/]: {exc}")
+        raise typer.Exit(1) from None
     _state_file().write_text(state.model_dump_json(indent=2))
     console.print(f"{state.version} ready at {state.server} in {state.startup_seconds} s")
     if state.node is not None:

@@ -279,7 +279,8 @@ class ControlPlane:
                 lambda name, binary, args: self._spawn(name, binary, args, work),
                 self.progress,
             )
-            self._node = starter.prepare(work, self._before, self.config.service_cluster_ip_range)
+            self._node = starter.describe(self._before, self.config.service_cluster_ip_range)
+            starter.setup_links(self._node)
             host = node_config.ip
             service_ip = str(
                 next(ipaddress.ip_network(self.config.service_cluster_ip_range).hosts())

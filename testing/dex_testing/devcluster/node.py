@@ -481,10 +481,9 @@ class NodeStarter:
         self.spawn = spawn
         self.progress = progress
 
-    def prepare(self, work: Path, before: HostSnapshot, service_cidr: str) -> NodeState:
-        """Links and files, before the API server starts (it binds the node IP)."""
+    def describe(self, before: HostSnapshot, service_cidr: str) -> NodeState:
+        """The node to be, recorded before anything changes so a failed start can be undone."""
         version = self.assets.folder.name
-        _setup_node_link(self.config, service_cidr)
         return NodeState(
             name=self.config.name,
             ip=self.config.ip,
@@ -498,6 +497,10 @@ class NodeStarter:
             hello_image=f"localhost/dex/hello:{version}",
             before=before,
         )
+
+    def setup_links(self, node: NodeState) -> None:
+        """The node IP's link, before the API server starts (it binds the node IP)."""
+        _setup_node_link(self.config, node.service_cidr)
 
     def start(
         self,
