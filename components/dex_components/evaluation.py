@@ -1,6 +1,7 @@
-"""Evaluate: holdout metrics, confusion matrix + ROC points, and an Evidently drift report
-(training reference vs evaluation data) with the drift method and threshold fixed so the
-number means the same thing at every sample size."""
+"""Evaluate: holdout metrics per task (binary: ROC AUC and friends, confusion matrix, ROC
+points; multiclass: accuracy, macro F1, one-vs-rest AUC, confusion matrix; regression: R²,
+RMSE, MAE), and an Evidently drift report (training reference vs evaluation data) with the
+drift method and threshold fixed so the number means the same thing at every sample size."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 from sklearn import metrics as skm
+
+from dex.contract import FeatureContract
 
 DRIFT_METHOD = "psi"
 DRIFT_THRESHOLD = 0.2
@@ -24,6 +27,8 @@ class EvaluationResult(BaseModel):
     roc_tpr: list[float]
     roc_thresholds: list[float]
     threshold: float
+    # Class names as the confusion matrix orders them; empty for regression.
+    classes: list[str] = []
 
 
 def score(
@@ -57,6 +62,81 @@ def score(
         roc_tpr=[float(np.asarray(tpr)[i]) for i in idx],
         roc_thresholds=[float(min(np.asarray(thresholds)[i], 1.0)) for i in idx],
         threshold=threshold,
+    )
+
+
+def evaluate_model(model: Any, frame: pd.DataFrame, contract: FeatureContract) -> EvaluationResult:
+    """Score ``model`` on ``frame`` as its contract's task says."""
+    x, y = frame[contract.feature_columns], frame[contract.label]
+    if contract.task == "regression":
+        return score_regression(y, np.asarray(model.predict(x), dtype=float))
+    classes = list(model.classes_)
+    proba = np.asarray(model.predict_proba(x), dtype=float)
+    if contract.task == "binary":
+        # sklearn orders classes_; the second is the positive class (1 for 0/1 labels).
+        positive = np.asarray(y) == classes[1]
+        result = score(positive.astype(int), proba[:, 1])
+        return result.model_copy(update={"classes": [str(c) for c in classes]})
+    return score_multiclass(y, proba, classes)
+
+
+def score_multiclass(
+    y_true: pd.Series[Any], probabilities: np.ndarray[Any, Any], classes: list[Any]
+) -> EvaluationResult:
+    y = np.asarray(y_true)
+    predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+    y_obj = y.astype(object)
+    present = set(y_obj.tolist())
+    auc = float("nan")
+    if present == set(classes):
+        auc = float(
+            skm.roc_auc_score(
+                y_obj, probabilities, multi_class="ovr", average="macro", labels=classes
+            )
+        )
+    values = {
+        "accuracy": float(skm.accuracy_score(y_obj, predicted)),
+        "f1_macro": float(
+            skm.f1_score(y_obj, predicted, average="macro", labels=classes, zero_division=0)
+        ),
+        "roc_auc_ovr": auc,
+        "log_loss": float(
+            skm.log_loss(y_obj, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=classes)
+        ),
+        "rows": float(len(y)),
+    }
+    cm = skm.confusion_matrix(y_obj, predicted, labels=classes)
+    return EvaluationResult(
+        metrics=values,
+        confusion_matrix=[[int(v) for v in row] for row in cm],
+        roc_fpr=[],
+        roc_tpr=[],
+        roc_thresholds=[],
+        threshold=0.0,
+        classes=[str(c) for c in classes],
+    )
+
+
+def score_regression(y_true: pd.Series[Any], predicted: np.ndarray[Any, Any]) -> EvaluationResult:
+    y = np.asarray(y_true, dtype=float)
+    rmse = float(np.sqrt(skm.mean_squared_error(y, predicted)))
+    mae = float(skm.mean_absolute_error(y, predicted))
+    values = {
+        "r2": float(skm.r2_score(y, predicted)) if len(y) > 1 else float("nan"),
+        "rmse": rmse,
+        "mae": mae,
+        # Negated so every gate metric is "higher is better".
+        "neg_rmse": -rmse,
+        "neg_mae": -mae,
+        "rows": float(len(y)),
+    }
+    return EvaluationResult(
+        metrics=values,
+        confusion_matrix=[],
+        roc_fpr=[],
+        roc_tpr=[],
+        roc_thresholds=[],
+        threshold=0.0,
     )
 
 

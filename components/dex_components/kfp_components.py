@@ -27,15 +27,21 @@ def validate_data(
     label: str,
     label_values_json: str,
     ranges_json: str,
+    task: str,
+    gate_metric: str,
+    entity_key_type: str,
     entities: Output[Dataset],
     quality_report: Output[Markdown],
-) -> None:
-    """Schema and quality checks; fails naming every broken column and rule."""
+) -> str:
+    """Schema and quality checks; fails naming every broken column and rule.
+
+    Returns the run's task and entity key type (JSON), inferred or checked here.
+    """
     import json
 
     from dex_components import steps
 
-    steps.validate_data(
+    summary = steps.validate_data(
         entity_source=entity_source,
         entity_key=entity_key,
         timestamp_column=timestamp_column,
@@ -44,7 +50,11 @@ def validate_data(
         ranges=json.loads(ranges_json) if ranges_json else None,
         entities_path=entities.path,
         report_path=quality_report.path,
+        task=task,
+        gate_metric=gate_metric,
+        entity_key_type=entity_key_type,
     )
+    return json.dumps({"task": summary["task"], "entity_key_type": summary["entity_key_type"]})
 
 
 @component
@@ -56,6 +66,8 @@ def build_training_set(
     timestamp_column: str,
     label: str,
     max_missing_fraction: float,
+    validated_json: str,
+    categorical_json: str,
     training_set: Output[Dataset],
     reconciliation: Output[Metrics],
 ) -> str:
@@ -63,8 +75,11 @@ def build_training_set(
 
     Returns the feature contract (JSON) every later step trains, scores and registers by.
     """
+    import json
+
     from dex_components import steps
 
+    validated = json.loads(validated_json)
     contract, counts = steps.build_training_set(
         entities_path=entities.path,
         feature_repo=feature_repo,
@@ -74,6 +89,9 @@ def build_training_set(
         label=label,
         max_missing_fraction=max_missing_fraction,
         output_path=training_set.path,
+        task=validated["task"],
+        entity_key_type=validated["entity_key_type"],
+        categorical_features=json.loads(categorical_json) if categorical_json else [],
     )
     for name, value in counts.items():
         reconciliation.log_metric(name, value)
@@ -166,9 +184,10 @@ def evaluate_model(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     drift_report: Output[HTML],
-) -> NamedTuple("Outputs", [("drift_share", float), ("roc_auc", float)]):  # type: ignore[valid-type]
-    """Holdout metrics, confusion matrix and ROC, and an Evidently drift report."""
-    from collections import namedtuple
+) -> float:
+    """Holdout metrics for the task (classifiers: confusion matrix, binary: ROC too) and an
+    Evidently drift report; returns the drift share."""
+    import math
 
     from dex.contract import FeatureContract
     from dex_components import steps
@@ -178,17 +197,20 @@ def evaluate_model(
         model_uri=model_uri,
         reference_path=train.path,
         test_path=test.path,
-        feature_columns=contract.feature_columns,
-        label=contract.label,
+        contract=contract,
         drift_report_path=drift_report.path,
         run_id=run_id,
     )
     for name, value in values.items():
-        metrics.log_metric(name, value)
-    classification.log_confusion_matrix(["retained", "churned"], payload["confusion_matrix"])
-    classification.log_roc_curve(payload["roc_fpr"], payload["roc_tpr"], payload["roc_thresholds"])
-    outputs = namedtuple("outputs", ["drift_share", "roc_auc"])
-    return outputs(drift_share, values["roc_auc"])
+        if math.isfinite(value):  # e.g. one-vs-rest AUC is undefined when a class is absent
+            metrics.log_metric(name, value)
+    if payload["classes"]:
+        classification.log_confusion_matrix(payload["classes"], payload["confusion_matrix"])
+    if payload["roc_fpr"]:
+        classification.log_roc_curve(
+            payload["roc_fpr"], payload["roc_tpr"], payload["roc_thresholds"]
+        )
+    return drift_share
 
 
 @component
@@ -198,7 +220,8 @@ def register_and_promote(
     test: Input[Dataset],
     contract_json: str,
     registered_model: str,
-    min_roc_auc: float,
+    gate_metric: str,
+    min_score: float,
     promotion_margin: float,
     max_drift_share: float,
     drift_share: float,
@@ -217,7 +240,8 @@ def register_and_promote(
         registered_model=registered_model,
         contract=FeatureContract.model_validate_json(contract_json),
         gates={
-            "min_value": min_roc_auc,
+            "metric": gate_metric,
+            "min_value": min_score,
             "margin": promotion_margin,
             "max_drift_share": max_drift_share,
         },
@@ -238,6 +262,8 @@ def evaluate_registered(
     drift_report: Output[HTML],
 ) -> str:
     """Score a registered version on fresh data against its training reference."""
+    import math
+
     from dex_components import steps
 
     version, values, payload = steps.evaluate_registered(
@@ -247,9 +273,14 @@ def evaluate_registered(
         drift_report_path=drift_report.path,
     )
     for name, value in values.items():
-        metrics.log_metric(name, value)
-    classification.log_confusion_matrix(["retained", "churned"], payload["confusion_matrix"])
-    classification.log_roc_curve(payload["roc_fpr"], payload["roc_tpr"], payload["roc_thresholds"])
+        if math.isfinite(value):  # e.g. one-vs-rest AUC is undefined when a class is absent
+            metrics.log_metric(name, value)
+    if payload["classes"]:
+        classification.log_confusion_matrix(payload["classes"], payload["confusion_matrix"])
+    if payload["roc_fpr"]:
+        classification.log_roc_curve(
+            payload["roc_fpr"], payload["roc_tpr"], payload["roc_thresholds"]
+        )
     return version
 
 
@@ -257,7 +288,8 @@ def evaluate_registered(
 def promote_challenger(
     registered_model: str,
     data: Input[Dataset],
-    min_roc_auc: float,
+    gate_metric: str,
+    min_score: float,
     promotion_margin: float,
     decision_report: Output[Markdown],
 ) -> NamedTuple("Outputs", [("version", str), ("decision", str)]):  # type: ignore[valid-type]
@@ -269,7 +301,7 @@ def promote_challenger(
     version, decision = steps.promote_challenger(
         registered_model=registered_model,
         data_path=data.path,
-        gates={"min_value": min_roc_auc, "margin": promotion_margin},
+        gates={"metric": gate_metric, "min_value": min_score, "margin": promotion_margin},
         decision_report_path=decision_report.path,
     )
     outputs = namedtuple("outputs", ["version", "decision"])

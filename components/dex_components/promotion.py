@@ -19,8 +19,9 @@ from pydantic import BaseModel, Field
 
 from dex.contract import FeatureContract
 from dex.registry import CHALLENGER, CHAMPION, TAG_DECISION, TAG_REASONS
+from dex.tasks import check_gate_metric, default_gate_metric
 from dex_components.errors import StepError
-from dex_components.evaluation import score
+from dex_components.evaluation import evaluate_model
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,20 @@ Decision = Literal["champion", "challenger"]
 
 
 class Gates(BaseModel):
-    metric: str = Field(default="roc_auc", description="Metric compared; higher is better.")
+    metric: str = Field(
+        default="", description="Metric compared, higher is better; '' = the task's default."
+    )
     min_value: float = Field(default=0.6, description="Quality gate on the holdout.")
     margin: float = Field(default=0.0, ge=0.0, description="Required lead over the champion.")
     max_drift_share: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    def for_task(self, task: str) -> Gates:
+        """These gates with the metric named: the task's default when none was chosen."""
+        metric = self.metric or default_gate_metric(task)
+        problem = check_gate_metric(task, metric)  # type: ignore[arg-type]
+        if problem is not None:
+            raise StepError(problem.detail)
+        return self.model_copy(update={"metric": metric})
 
 
 class PromotionResult(BaseModel):
@@ -76,8 +87,7 @@ def holdout_metrics(
     if missing:
         raise StepError(f"holdout lacks the model's feature columns {missing}")
     model = mlflow.sklearn.load_model(model_uri)
-    proba = model.predict_proba(holdout[contract.feature_columns])[:, 1]
-    return score(holdout[contract.label], proba).metrics
+    return evaluate_model(model, holdout, contract).metrics
 
 
 def decide(
@@ -128,6 +138,7 @@ def register_and_promote(
     drift_share: float | None,
 ) -> PromotionResult:
     client = mlflow.MlflowClient()
+    gates = gates.for_task(contract.task)
     candidate = holdout_metrics(model_uri, holdout, contract)
     incumbent = champion_of(client, registered_model)
     champion_metrics: dict[str, float] | None = None
@@ -188,6 +199,7 @@ def promote_challenger(
         ) from exc
     incumbent = champion_of(client, registered_model)
     contract = FeatureContract.from_tags(challenger.tags)
+    gates = gates.for_task(contract.task)
     candidate = holdout_metrics(
         f"models:/{registered_model}/{challenger.version}", holdout, contract
     )

@@ -79,14 +79,22 @@ def experiment_id(name: str) -> str:
 
 
 def read_table(uri: str) -> pd.DataFrame:
+    """A Parquet or CSV table; a file that is missing, empty or unreadable is a StepError
+    naming it (pyarrow's own errors do not say which file they are about)."""
     path = Path(uri.removeprefix("file://"))
-    if uri.startswith(("s3://", "gs://", "http://", "https://")):
-        return pd.read_parquet(uri)
-    if not path.exists():
-        raise StepError(f"input data not found: {uri}")
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    return pd.read_parquet(path)
+    remote = uri.startswith(("s3://", "gs://", "http://", "https://"))
+    if not remote:
+        if not path.exists():
+            raise StepError(f"input data not found: {uri}")
+        if path.is_file() and path.stat().st_size == 0:
+            raise StepError(f"input data {uri} is an empty file (0 bytes)")
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(uri if remote else path)
+        return pd.read_parquet(uri if remote else path)
+    except Exception as exc:  # pyarrow/pandas raise many types; the message is what helps
+        kind = "CSV" if path.suffix == ".csv" else "Parquet"
+        raise StepError(f"cannot read {uri} as {kind}: {type(exc).__name__}: {exc}") from exc
 
 
 @timed
@@ -96,11 +104,17 @@ def validate_data(
     entity_key: str,
     timestamp_column: str,
     label: str,
-    label_values: list[int] | None,
+    label_values: list[int | str] | None,
     ranges: dict[str, dict[str, float]] | None,
     entities_path: str,
     report_path: str,
+    task: str = "auto",
+    gate_metric: str = "",
+    entity_key_type: str = "auto",
 ) -> dict[str, Any]:
+    """Checks the entity frame; returns its row count, the run's task and key type."""
+    from dex.tasks import MIN_CLASS_ROWS
+
     setup()
     frame = read_table(entity_source)
     if timestamp_column in frame.columns and not pd.api.types.is_datetime64_any_dtype(
@@ -113,6 +127,10 @@ def validate_data(
         label=label or None,
         label_values=label_values,
         ranges={k: ColumnRange(**v) for k, v in (ranges or {}).items()},
+        task=task or "auto",
+        gate_metric=gate_metric,
+        min_class_rows=MIN_CLASS_ROWS,
+        entity_key_type=entity_key_type or "auto",
     )
     report = validate_frame(frame, spec)
     Path(report_path).write_text(report.to_markdown())
@@ -121,7 +139,7 @@ def validate_data(
     )
     report.raise_for_failures()
     frame.to_parquet(entities_path, index=False)
-    return {"rows": report.rows}
+    return {"rows": report.rows, "task": report.task, "entity_key_type": report.entity_key_type}
 
 
 @timed
@@ -135,9 +153,18 @@ def build_training_set(
     label: str,
     max_missing_fraction: float,
     output_path: str,
+    task: str = "binary",
+    entity_key_type: str = "int",
+    categorical_features: list[str] | None = None,
 ) -> tuple[FeatureContract, dict[str, float]]:
-    """(feature contract, reconciliation counts) of a point-in-time training set."""
+    """(feature contract, reconciliation counts) of a point-in-time training set.
+
+    Refuses, before any training, a feature the model cannot take (naming it): text with too
+    many categories, dates, mixed types. Text features become categorical.
+    """
     from dex.features import open_store
+    from dex.tasks import categorical_columns
+    from dex_components.errors import DataValidationError
     from dex_components.training_set import build_training_set as build
 
     setup()
@@ -154,9 +181,17 @@ def build_training_set(
         )
     except ValueError as exc:  # unknown feature service: say which exist
         raise StepError(str(exc)) from exc
+    categorical, problems = categorical_columns(
+        frame, summary.feature_columns, list(categorical_features or [])
+    )
+    if problems:
+        raise DataValidationError(
+            "feature validation failed: "
+            + "; ".join(f"column {p.column!r}: {p.rule} ({p.detail})" for p in problems)
+        )
     frame.to_parquet(output_path, index=False)
     rec = summary.reconciliation
-    log.info("training set: %s", rec.model_dump_json())
+    log.info("training set: %s; categorical: %s", rec.model_dump_json(), categorical)
     contract = FeatureContract(
         feature_service=feature_service,
         feature_refs=summary.feature_refs,
@@ -164,6 +199,9 @@ def build_training_set(
         entity_key=entity_key,
         label=label,
         timestamp_column=timestamp_column,
+        task=task,
+        categorical_features=categorical,
+        entity_key_type=entity_key_type,
     )
     return contract, {k: float(v) for k, v in rec.model_dump().items()}
 
@@ -205,6 +243,8 @@ def tune(
         timeout_s=timeout_s,
         experiment_id=experiment_id(experiment),
         seed=seed,
+        task=contract.task,
+        categorical=contract.categorical_features,
     )
     log.info(
         "tuning: %d trials, best %.4f %s", result.trials, result.best_value, result.best_params
@@ -241,8 +281,7 @@ def _evaluate(
     model_uri: str,
     reference_path: str,
     test_path: str,
-    feature_columns: list[str],
-    label: str,
+    contract: FeatureContract,
     drift_report_path: str,
     run_id: str | None = None,
 ) -> tuple[dict[str, float], dict[str, Any], float]:
@@ -250,16 +289,17 @@ def _evaluate(
     report comparing the holdout to the training reference."""
     import mlflow
 
-    from dex_components.evaluation import drift_report, score
+    from dex_components.evaluation import drift_report, evaluate_model
 
     setup()
     test = pd.read_parquet(test_path)
     reference = pd.read_parquet(reference_path)
-    missing = [c for c in [*feature_columns, label] if c not in test.columns]
+    feature_columns = contract.feature_columns
+    missing = [c for c in [*feature_columns, contract.label] if c not in test.columns]
     if missing:
         raise StepError(f"evaluation data lacks columns {missing}")
     model = mlflow.sklearn.load_model(model_uri)
-    result = score(test[label], model.predict_proba(test[feature_columns])[:, 1])
+    result = evaluate_model(model, test, contract)
     summary, html = drift_report(reference, test, feature_columns)
     Path(drift_report_path).write_text(html)
     metrics = {**result.metrics, "drift_share": summary.drift_share}
@@ -283,7 +323,7 @@ def register_and_promote(
     test_path: str,
     registered_model: str,
     contract: FeatureContract,
-    gates: dict[str, float],
+    gates: dict[str, Any],
     drift_share: float,
     decision_report_path: str,
 ) -> tuple[str, str]:
@@ -348,8 +388,7 @@ def evaluate_registered(
         model_uri=f"models:/{registered_model}/{version}",
         reference_path=reference,
         test_path=data_path,
-        feature_columns=contract.feature_columns,
-        label=contract.label,
+        contract=contract,
         drift_report_path=drift_report_path,
     )
     return version, metrics, classification
@@ -357,7 +396,7 @@ def evaluate_registered(
 
 @timed
 def promote_challenger(
-    *, registered_model: str, data_path: str, gates: dict[str, float], decision_report_path: str
+    *, registered_model: str, data_path: str, gates: dict[str, Any], decision_report_path: str
 ) -> tuple[str, str]:
     from dex_components.promotion import Gates
     from dex_components.promotion import promote_challenger as promote

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from dex.contract import FeatureContract
-from dex_components.model import build_estimator, pinned_requirements
+from dex_components.model import build_estimator, n_iter, pinned_requirements
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 MODEL_NAME_IN_RUN = "model"
@@ -46,10 +46,10 @@ def train_and_log(
     from mlflow.models import infer_signature
 
     x, y = train[contract.feature_columns], train[contract.label]
-    model = build_estimator(params, seed).fit(x, y)
+    model = build_estimator(params, seed, contract.task, contract.categorical_features).fit(x, y)
     contract = contract.model_copy(update={"reference_data": REFERENCE_ARTIFACT})
     example = x.head(5)
-    signature = infer_signature(example, model.predict_proba(example)[:, 1])
+    signature = infer_signature(example, model.predict(example))
 
     tags = {**contract.to_tags(), "dex.step": "train"}
     if parent_run_id:
@@ -57,7 +57,7 @@ def train_and_log(
     with mlflow.start_run(experiment_id=experiment_id, run_name="train", tags=tags) as run:
         mlflow.log_params({k: str(v) for k, v in params.items()})
         mlflow.log_params({"train_rows": len(train), "seed": seed})
-        mlflow.log_metric("n_iter", float(model.n_iter_))
+        mlflow.log_metric("n_iter", float(n_iter(model)))
         info = mlflow.sklearn.log_model(
             model,
             name=MODEL_NAME_IN_RUN,

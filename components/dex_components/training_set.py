@@ -62,7 +62,9 @@ def build_training_set(
     if missing_cols:
         raise StepError(f"feature service {feature_service!r} returned no columns {missing_cols}")
 
-    base = entity_frame.copy()
+    # Only key, time and label: an entity file that also holds the feature columns (one file
+    # for both, as `dexctl init` sets up) must not shadow what Feast returns.
+    base = entity_frame[[*keys, *([label] if label else [])]].copy()
     base[timestamp_column] = pd.to_datetime(base[timestamp_column], utc=True)
     joined = base.merge(
         features[[*keys, *columns]], on=keys, how="left", indicator=True, validate="one_to_one"

@@ -11,6 +11,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from dex.tasks import Problem, check_gate_metric, resolve_task
 from dex_components.errors import DataValidationError
 
 Severity = Literal["error", "warning"]
@@ -25,9 +26,13 @@ class ValidationSpec(BaseModel):
     entity_key: str
     timestamp_column: str
     label: str | None = None
-    label_values: list[int] | None = Field(default=None, description="Allowed label values.")
+    label_values: list[int | str] | None = Field(default=None, description="Allowed label values.")
     ranges: dict[str, ColumnRange] = Field(default_factory=dict)
     min_rows: int = Field(default=1, ge=1)
+    task: str = Field(default="auto", description="auto (inferred from the label) or a task.")
+    gate_metric: str = Field(default="", description="Promotion metric; '' = the task's own.")
+    min_class_rows: int = Field(default=1, ge=1, description="Rows every class needs.")
+    entity_key_type: str = Field(default="auto", description="auto, int or str.")
 
 
 class CheckResult(BaseModel):
@@ -42,6 +47,8 @@ class QualityReport(BaseModel):
     rows: int
     columns: list[str]
     checks: list[CheckResult]
+    task: str | None = Field(default=None, description="The run's task, when the label fits.")
+    entity_key_type: str | None = None
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -56,6 +63,7 @@ class QualityReport(BaseModel):
             "# Data quality report",
             "",
             f"Rows: **{self.rows}**, columns: {', '.join(f'`{c}`' for c in self.columns)}",
+            f"Task: **{self.task or 'none'}**, entity key type: {self.entity_key_type or 'none'}",
             "",
             "| rule | column | result | detail |",
             "| --- | --- | --- | --- |",
@@ -137,15 +145,6 @@ def validate_frame(frame: pd.DataFrame, spec: ValidationSpec) -> QualityReport:
                 detail=f"{bad} values outside {spec.label_values}",
             )
         )
-        if rows and bad == 0 and values.nunique() < 2:
-            checks.append(
-                CheckResult(
-                    rule="label_classes",
-                    column=spec.label,
-                    passed=False,
-                    detail=f"only one class present: {sorted(values.unique().tolist())}",
-                )
-            )
     for column, bounds in spec.ranges.items():
         if column not in frame.columns:
             checks.append(CheckResult(rule="range", column=column, passed=False, detail="missing"))
@@ -161,4 +160,51 @@ def validate_frame(frame: pd.DataFrame, spec: ValidationSpec) -> QualityReport:
                 detail=f"{low} below {bounds.min}, {high} above {bounds.max}",
             )
         )
-    return QualityReport(rows=rows, columns=[str(c) for c in frame.columns], checks=checks)
+    task: str | None = None
+    if spec.label and spec.label in frame.columns and rows:
+        resolved, problems = resolve_task(
+            frame[spec.label], spec.task, min_class_rows=spec.min_class_rows
+        )
+        checks.extend(_failed(p) for p in problems)
+        if resolved is not None:
+            task = resolved
+            checks.append(CheckResult(rule="task", column=spec.label, passed=True, detail=task))
+            problem = check_gate_metric(resolved, spec.gate_metric) if spec.gate_metric else None
+            if problem is not None:
+                checks.append(_failed(problem))
+    key_type = None
+    if spec.entity_key in frame.columns:
+        key_type, check = _entity_key_type(frame[spec.entity_key], spec.entity_key_type)
+        checks.append(check)
+    return QualityReport(
+        rows=rows,
+        columns=[str(c) for c in frame.columns],
+        checks=checks,
+        task=task,
+        entity_key_type=key_type,
+    )
+
+
+def _failed(problem: Problem) -> CheckResult:
+    return CheckResult(
+        rule=problem.rule, column=problem.column, passed=False, detail=problem.detail
+    )
+
+
+def _entity_key_type(keys: pd.Series[object], declared: str) -> tuple[str | None, CheckResult]:
+    """int or str: what Feast can join on and serving can take on the wire."""
+    values = keys.dropna()
+    if pd.api.types.is_integer_dtype(keys):
+        found: str | None = "int"
+    elif not pd.api.types.is_numeric_dtype(keys) and all(isinstance(v, str) for v in values):
+        found = "str"
+    else:
+        found = None
+    name = str(keys.name)
+    if found is None:
+        detail = f"entity keys must be integers or text, found {keys.dtype}"
+        return None, CheckResult(rule="entity_key_type", column=name, passed=False, detail=detail)
+    if declared not in ("auto", found):
+        detail = f"declared {declared}, found {found} values ({keys.dtype})"
+        return None, CheckResult(rule="entity_key_type", column=name, passed=False, detail=detail)
+    return found, CheckResult(rule="entity_key_type", column=name, passed=True, detail=found)

@@ -25,6 +25,12 @@ def pipelines() -> dict[str, Callable[..., Any]]:
     }
 
 
+def parameters(name: str) -> dict[str, Any]:
+    """A pipeline's parameters by name: KFP's InputSpec (type, default, optional)."""
+    pipeline: Any = pipelines()[name]
+    return dict(pipeline.component_spec.inputs or {})
+
+
 def compile_all(directory: Path = COMPILED_DIR) -> list[Path]:
     from kfp import compiler
 

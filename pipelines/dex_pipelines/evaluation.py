@@ -18,6 +18,9 @@ def evaluation_pipeline(
     entity_key: str = "customer_id",
     timestamp_column: str = "event_timestamp",
     label: str = "churned",
+    task: str = "auto",
+    entity_key_type: str = "auto",
+    categorical_json: str = "",
     registered_model: str = "churn-classifier",
     version_or_alias: str = "champion",
     max_missing_fraction: float = 0.02,
@@ -30,6 +33,9 @@ def evaluation_pipeline(
         timestamp_column=timestamp_column,
         label=label,
         max_missing_fraction=max_missing_fraction,
+        task=task,
+        entity_key_type=entity_key_type,
+        categorical_json=categorical_json,
         features_display_name="build-evaluation-set",
     )
     c.evaluate_registered(

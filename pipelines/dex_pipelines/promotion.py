@@ -18,8 +18,12 @@ def promotion_pipeline(
     entity_key: str = "customer_id",
     timestamp_column: str = "event_timestamp",
     label: str = "churned",
+    task: str = "auto",
+    entity_key_type: str = "auto",
+    categorical_json: str = "",
     registered_model: str = "churn-classifier",
-    min_roc_auc: float = 0.65,
+    gate_metric: str = "",
+    min_score: float = 0.65,
     promotion_margin: float = 0.0,
     max_missing_fraction: float = 0.02,
 ) -> None:
@@ -31,11 +35,15 @@ def promotion_pipeline(
         timestamp_column=timestamp_column,
         label=label,
         max_missing_fraction=max_missing_fraction,
+        task=task,
+        entity_key_type=entity_key_type,
+        categorical_json=categorical_json,
         features_display_name="build-holdout",
     )
     c.promote_challenger(
         registered_model=registered_model,
         data=features.outputs["training_set"],
-        min_roc_auc=min_roc_auc,
+        gate_metric=gate_metric,
+        min_score=min_score,
         promotion_margin=promotion_margin,
     ).set_display_name("promote")

@@ -14,8 +14,12 @@ def validated_features(
     timestamp_column: Any,
     label: Any,
     max_missing_fraction: Any,
-    label_values_json: Any = "[0, 1]",
+    label_values_json: Any = "",
     ranges_json: Any = "",
+    task: Any = "auto",
+    gate_metric: Any = "",
+    entity_key_type: Any = "auto",
+    categorical_json: Any = "",
     features_display_name: str = "build-training-set",
 ) -> Any:
     """Add validate + build-training-set to the pipeline being defined; returns the latter.
@@ -29,6 +33,9 @@ def validated_features(
         label=label,
         label_values_json=label_values_json,
         ranges_json=ranges_json,
+        task=task,
+        gate_metric=gate_metric,
+        entity_key_type=entity_key_type,
     ).set_display_name("validate")
     return c.build_training_set(
         entities=validated.outputs["entities"],
@@ -38,4 +45,6 @@ def validated_features(
         timestamp_column=timestamp_column,
         label=label,
         max_missing_fraction=max_missing_fraction,
+        validated_json=validated.outputs["Output"],
+        categorical_json=categorical_json,
     ).set_display_name(features_display_name)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from dex.tasks import Task
 
 TAG_FEATURE_SERVICE = "dex.feature_service"
 TAG_FEATURE_REFS = "dex.feature_refs"
@@ -19,6 +22,11 @@ TAG_ENTITY_KEY = "dex.entity_key"
 TAG_LABEL = "dex.label"
 TAG_TIMESTAMP = "dex.timestamp_column"
 TAG_REFERENCE_DATA = "dex.reference_data"
+TAG_TASK = "dex.task"
+TAG_CATEGORICAL = "dex.categorical_features"
+TAG_ENTITY_KEY_TYPE = "dex.entity_key_type"
+
+EntityKeyType = Literal["int", "str"]
 
 
 class FeatureContract(BaseModel):
@@ -36,6 +44,15 @@ class FeatureContract(BaseModel):
         default=None,
         description="Run-relative artifact path of the training reference frame (drift baseline).",
     )
+    # Versions registered before these tags existed were binary, integer-keyed, all-numeric.
+    task: Task = Field(default="binary", description="binary, multiclass or regression.")
+    categorical_features: list[str] = Field(
+        default_factory=list,
+        description="Feature columns the model encodes as categories (raw values on the wire).",
+    )
+    entity_key_type: EntityKeyType = Field(
+        default="int", description="Type of the entity key's values: int or str."
+    )
 
     def to_tags(self) -> dict[str, str]:
         tags = {
@@ -45,6 +62,9 @@ class FeatureContract(BaseModel):
             TAG_ENTITY_KEY: self.entity_key,
             TAG_LABEL: self.label,
             TAG_TIMESTAMP: self.timestamp_column,
+            TAG_TASK: self.task,
+            TAG_CATEGORICAL: json.dumps(self.categorical_features),
+            TAG_ENTITY_KEY_TYPE: self.entity_key_type,
         }
         if self.reference_data:
             tags[TAG_REFERENCE_DATA] = self.reference_data
@@ -65,4 +85,7 @@ class FeatureContract(BaseModel):
             label=tags.get(TAG_LABEL, ""),
             timestamp_column=tags.get(TAG_TIMESTAMP, "event_timestamp"),
             reference_data=tags.get(TAG_REFERENCE_DATA),
+            task=tags.get(TAG_TASK, "binary"),
+            categorical_features=json.loads(tags.get(TAG_CATEGORICAL, "[]")),
+            entity_key_type=tags.get(TAG_ENTITY_KEY_TYPE, "int"),
         )

@@ -28,7 +28,7 @@ StepState = Literal["pending", "running", "succeeded", "failed"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '?([\w.-]+)'?")
 _FINISHED = re.compile(r"Task '?([\w.-]+)'? finished with status (\w+)")
-_ERROR = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+_ERROR = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Invalid)): (.+)$")
 
 
 @dataclass
@@ -165,7 +165,9 @@ def run_local(
     failed = "exception" in outcome or any(s.state == "failed" for s in steps.values())
     error = None
     if failed:
-        error = last_error(log_path.read_text()) or str(outcome.get("exception", "unknown error"))
+        # kfp.local's own exception says only which task failed, in terminal colours.
+        fallback = _ANSI.sub("", str(outcome.get("exception", "unknown error")))
+        error = last_error(log_path.read_text()) or fallback
         for s in steps.values():
             if s.state == "running":
                 s.state, s.finished = "failed", time.monotonic()
@@ -184,16 +186,35 @@ def run_local(
 
 
 def default_parameters(name: str, settings: DexSettings) -> dict[str, Any]:
-    """Parameters a local run needs beyond the pipeline's defaults."""
+    """What a local run passes: the project's description (dex.yaml, ``DEX_*``), so a user
+    never repeats it with ``-p``; only parameters the pipeline has."""
+    import json
+
+    from dex_pipelines.catalog import parameters
+
+    gates = settings.gates
     params: dict[str, Any] = {
-        "entity_source": str(settings.data_dir / "churn_labels.parquet"),
+        "entity_source": settings.entity_source_uri,
         "feature_repo": str(settings.feature_repo.resolve()),
         "feature_service": settings.feature_service,
+        "entity_key": settings.entity_key,
+        "entity_key_type": settings.entity_key_type,
+        "timestamp_column": settings.timestamp_column,
+        "label": settings.label,
+        "task": settings.task,
+        "categorical_json": json.dumps(settings.categorical_features),
+        "label_values_json": (
+            json.dumps(settings.label_values) if settings.label_values is not None else ""
+        ),
         "registered_model": settings.registered_model,
+        "experiment": settings.experiment,
+        "gate_metric": gates.metric,
+        "min_score": gates.min_value,
+        "promotion_margin": gates.margin,
+        "max_drift_share": gates.max_drift_share,
     }
-    if name == "training":
-        params["experiment"] = settings.experiment
-    return params
+    known = parameters(name)
+    return {k: v for k, v in params.items() if k in known}
 
 
 def retrain_command(parameters: dict[str, Any] | None = None) -> str:

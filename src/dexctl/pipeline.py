@@ -86,18 +86,50 @@ def run_pipeline(name: str, overrides: dict[str, object], quiet: bool = False) -
     return result
 
 
-@app.command("run")
+def parameters_table(name: str, local_values: dict[str, object]) -> Table:
+    """A pipeline's parameters: type, the pipeline's default, and what a local run passes
+    (from dex.yaml / DEX_* settings)."""
+    from dex_pipelines.catalog import parameters
+
+    inputs = parameters(name)
+    table = Table(title=f"parameters of pipeline {name} (set with -p NAME=VALUE)")
+    table.add_column("parameter")
+    table.add_column("type")
+    table.add_column("default")
+    table.add_column("local run")
+    for param, spec in inputs.items():
+        default = "(required)" if spec.default is None and not spec.optional else repr(spec.default)
+        local = repr(local_values[param]) if param in local_values else ""
+        table.add_row(param, str(spec.type), default, local)
+    return table
+
+
+# Click answers --help before arguments are parsed, so a plain --help could not know which
+# pipeline's parameters to list: this command handles its own.
+@app.command("run", context_settings={"help_option_names": []})
 def run_cmd(
-    name: str = typer.Argument(..., help="training, evaluation or promotion"),
+    ctx: typer.Context,
+    name: str = typer.Argument(None, help="training, evaluation or promotion"),
     local: bool = typer.Option(
         True, "--local/--no-local", help="Run through kfp.local (the only mode here)."
     ),
     param: list[str] = typer.Option([], "--param", "-p", help="key=value pipeline parameter."),
+    show_help: bool = typer.Option(
+        False, "--help", "-h", help="Show this message, and with NAME the pipeline's parameters."
+    ),
 ) -> None:
-    """Run a pipeline; each step is a fresh process, as in a cluster."""
-    from dex_pipelines import pipelines
-    from dexctl.local_runner import coerce
+    """Run a pipeline; each step is a fresh process, as in a cluster.
 
+    `dexctl pipeline run NAME --help` lists NAME's parameters with types and defaults.
+    """
+    from dex_pipelines import pipelines
+    from dexctl.local_runner import coerce, default_parameters
+
+    if show_help or name is None:
+        console.print(ctx.get_help())
+        if name in pipelines():
+            console.print(parameters_table(name, default_parameters(name, get_settings())))
+        raise typer.Exit(0 if show_help else 2)
     if name not in pipelines():
         console.print(f"[red]unknown pipeline {name!r}[/]; choose from {sorted(pipelines())}")
         raise typer.Exit(2)
@@ -106,11 +138,20 @@ def run_cmd(
             "[red]only --local runs are supported by dexctl; submit the compiled YAML to KFP[/]"
         )
         raise typer.Exit(2)
+    from dex_pipelines.catalog import parameters
+
+    known = parameters(name)
     overrides: dict[str, object] = {}
     for item in param:
         key, sep, value = item.partition("=")
         if not sep or not key:
             console.print(f"[red]bad --param {item!r}[/]: expected key=value")
+            raise typer.Exit(2)
+        if key not in known:
+            console.print(
+                f"[red]unknown parameter {key!r} of pipeline {name}[/]; "
+                f"`dexctl pipeline run {name} --help` lists them"
+            )
             raise typer.Exit(2)
         overrides[key] = coerce(value)
     run_pipeline(name, overrides)

@@ -39,8 +39,8 @@ class CommandTrigger:
                 logs.kv("drift trigger in cooldown", model=result.model, version=result.version)
             )
             return False
-        self._last[key] = now
         if not self.command:
+            self._last[key] = now
             log.warning(
                 logs.kv("drift above threshold, no trigger configured", share=result.drift_share)
             )
@@ -53,10 +53,19 @@ class CommandTrigger:
             "DEX_DRIFT_VERSION": str(result.version),
             "DEX_DRIFT_SHARE": f"{result.drift_share:.4f}",
         }
-        with out.open("ab") as sink:
-            proc = subprocess.Popen(
-                shlex.split(self.command), stdout=sink, stderr=subprocess.STDOUT, env=env
+        try:
+            with out.open("ab") as sink:
+                proc = subprocess.Popen(
+                    shlex.split(self.command), stdout=sink, stderr=subprocess.STDOUT, env=env
+                )
+        except (OSError, ValueError) as exc:
+            # No cooldown for a launch that never happened: the next computation retries.
+            log.error(
+                logs.kv("drift trigger failed to start", command=repr(self.command), error=exc)
             )
+            return False
+        # The cooldown starts with a launched retraining, not with an attempt.
+        self._last[key] = now
         self.processes.append(proc)
         log.warning(
             logs.kv(

@@ -79,7 +79,7 @@ def test_training_then_retraining_on_drifted_data(local_state: LocalState) -> No
     # A drifted, later batch. An unreachable quality gate makes the decision certain: the
     # new version must be registered as challenger, champion untouched.
     local_state.add_batch(seed=12, drift=0.8, customers=2000, start=local_state.second_batch_start)
-    run_training(local_state, min_roc_auc=0.999)
+    run_training(local_state, min_score=0.999)
     second = client.get_model_version(name, "2")
     assert second.tags["dex.decision"] == "challenger"
     assert "FAILED" in second.tags["dex.reasons"]
@@ -122,6 +122,15 @@ def write_labels(state: LocalState, frame: pd.DataFrame, name: str) -> str:
         ("null_keys", r"column 'customer_id': not_null \(5 null values\)"),
         ("empty", r"not_empty \(0 rows"),
         ("unknown_service", r"unknown feature service 'churn_v9'.*churn_v1"),
+        # The data sets, declared as the task they are not: refused by validation,
+        # naming the label column and the rule, before any tuning.
+        (
+            "regression_as_binary",
+            r"column 'churned': classification_label .*declare task: regression",
+        ),
+        ("three_classes_as_binary", r"column 'churned': binary_classes .*found 3"),
+        ("gate_metric_of_another_task", r"gate_metric \(gate metric 'r2' is not computed"),
+        ("zero_byte_parquet", r"StepError: input data .*zero.parquet is an empty file \(0 bytes\)"),
     ],
 )
 def test_bad_input_fails_clearly_and_registers_nothing(
@@ -142,10 +151,28 @@ def test_bad_input_fails_clearly_and_registers_nothing(
         overrides["entity_source"] = write_labels(local_state, labels, f"{case}.parquet")
     elif case == "empty":
         overrides["entity_source"] = write_labels(local_state, labels.iloc[:0], f"{case}.parquet")
+    elif case == "regression_as_binary":
+        labels["churned"] = labels["churned"] * 10.0 + labels.index / 7.0
+        overrides["entity_source"] = write_labels(local_state, labels, f"{case}.parquet")
+        overrides["task"] = "binary"
+    elif case == "three_classes_as_binary":
+        labels["churned"] = labels.index % 3
+        overrides["entity_source"] = write_labels(local_state, labels, f"{case}.parquet")
+        overrides["task"] = "binary"
+    elif case == "gate_metric_of_another_task":
+        overrides["gate_metric"] = "r2"
+    elif case == "zero_byte_parquet":
+        path = local_state.settings.data_dir / "zero.parquet"
+        path.write_bytes(b"")
+        overrides["entity_source"] = str(path)
     else:
         overrides["feature_service"] = "churn_v9"
 
-    with pytest.raises(PipelineFailedError, match=expected):
+    with pytest.raises(PipelineFailedError, match=expected) as failed:
         run_training(local_state, **overrides)
+    assert "\x1b[" not in str(failed.value)
+    # Refused before tuning: the steps after validation never started.
+    started = {s.name for s in failed.value.result.steps if s.state != "pending"}
+    assert not started & {"tune", "train-model"}, started
     after = len(client.search_model_versions(f"name='{local_state.settings.registered_model}'"))
     assert after == before
