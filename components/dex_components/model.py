@@ -81,12 +81,16 @@ def _trees(params: dict[str, Any], seed: int, task: str, categorical_count: int)
     )
 
 
-def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
+def suggest_params(trial: optuna.Trial, rows: int | None = None) -> dict[str, Any]:
+    # A leaf may hold at most a tenth of the rows: on a data set of a few hundred rows a
+    # larger minimum leaves the trees nothing to split, and the trial predicts a constant.
+    leaf_high = 200 if rows is None else max(2, min(200, rows // 10))
+    leaf_low = min(10, leaf_high)
     return {
         "learning_rate": trial.suggest_float("learning_rate", 0.04, 0.3, log=True),
         "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 64, log=True),
         "max_depth": trial.suggest_categorical("max_depth", [None, 3, 5, 8]),
-        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 10, 200, log=True),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", leaf_low, leaf_high, log=True),
         "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
         "max_iter": MAX_ITER,
     }

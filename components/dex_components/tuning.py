@@ -81,7 +81,7 @@ def tune(
         )
 
         def objective(trial: optuna.Trial) -> float:
-            params = suggest_params(trial)
+            params = suggest_params(trial, rows=len(fit_part))
             model = build_estimator(params, seed, task, categorical)
             model.fit(x_fit, y_fit)
             score = _objective(task, model, x_val, y_val)

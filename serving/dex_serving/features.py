@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from dex.contract import FeatureContract
 from dex.features import feature_refs
 from dex_serving import logs
-from dex_serving.payloads import EntityBatch, Matrix, PayloadError
+from dex_serving.payloads import EntityBatch, PayloadError
 
 log = logging.getLogger("dex.serving.features")
 
@@ -48,6 +47,7 @@ class OnlineFeatures:
             r.split(":", 1)[1] for r in contract.feature_refs
         ]
         self.full_names = all("__" in c for c in self.columns)
+        self.categorical = set(contract.categorical_features)
         # Features whose absence means "unknown entity" rather than "value missing": the ones
         # stored per entity (not computed on demand from the request).
         odfv_names = {v.name for v in self.store.list_on_demand_feature_views()}
@@ -92,8 +92,10 @@ class OnlineFeatures:
                 fields.extend(f.name for f in source.schema if f.name not in fields)
         return fields
 
-    def fetch(self, batch: EntityBatch) -> Matrix:
-        """Feature matrix in contract column order; unknown entities are the client's error."""
+    def fetch(self, batch: EntityBatch) -> dict[str, list[Any]]:
+        """Feature values per column, in contract column order: numbers as floats, a
+        categorical feature's raw values as they are. Unknown entities are the client's error.
+        """
         key = self.contract.entity_key
         rows = batch.entity_rows(key)
         online = self.store.get_online_features(
@@ -108,17 +110,21 @@ class OnlineFeatures:
         ]
         if unknown:
             raise PayloadError(f"unknown {key} {unknown[:10]}: no online features")
-        matrix = np.empty((len(rows), len(self.columns)), dtype=np.float64)
-        for j, column in enumerate(self.columns):
+        columns: dict[str, list[Any]] = {}
+        for column in self.columns:
             values = online[column]
             missing = [batch.keys[i] for i, v in enumerate(values) if v is None]
             if missing:
                 raise PayloadError(f"{key} {missing[:10]}: no online value for feature '{column}'")
-            matrix[:, j] = values
-        return matrix
+            if column in self.categorical:
+                columns[column] = list(values)
+            else:
+                columns[column] = [float(v) for v in values]
+        return columns
 
-    def warm_up(self, key: int) -> None:
+    def warm_up(self) -> None:
         """The first read loads the registry and opens the store; pay that before 'ready'."""
+        key: int | str = "dex-warm-up" if self.contract.entity_key_type == "str" else 0
         batch = EntityBatch(keys=[key], request_values={f: [0.0] for f in self.request_fields})
         try:
             self.fetch(batch)

@@ -46,6 +46,9 @@ class LoadedModel:
         self.classes: list[Any] | None = (
             list(self.estimator.classes_) if hasattr(self.estimator, "predict_proba") else None
         )
+        # Categorical features arrive as raw values (text) and are encoded by the model.
+        contract = resolved.contract
+        self.categorical: list[str] = list(contract.categorical_features) if contract else []
 
     def _columns(self) -> list[str]:
         names = getattr(self.estimator, "feature_names_in_", None)
@@ -63,9 +66,9 @@ class LoadedModel:
             "(no feature_names_in_, signature or feature contract)"
         )
 
-    def predict(self, matrix: payloads.Matrix) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, matrix: Any) -> tuple[np.ndarray, np.ndarray | None]:
         inputs: Any = matrix
-        if not self.by_position:
+        if not self.by_position and isinstance(matrix, np.ndarray):
             import pandas as pd
 
             inputs = pd.DataFrame(matrix, columns=self.columns)
@@ -113,10 +116,15 @@ class DexPredictor(Model):  # type: ignore[misc]
         try:
             if isinstance(payload, InferRequest):
                 matrix = payloads.v2_matrix(
-                    v2.tensors_of(payload), model.columns, self.settings.max_batch
+                    v2.tensors_of(payload),
+                    model.columns,
+                    self.settings.max_batch,
+                    model.categorical,
                 )
             else:
-                matrix = payloads.v1_matrix(payload, model.columns, self.settings.max_batch)
+                matrix = payloads.v1_matrix(
+                    payload, model.columns, self.settings.max_batch, model.categorical
+                )
         except payloads.PayloadError as exc:
             raise v2.invalid(exc) from exc
         labels, probabilities = model.predict(matrix)
@@ -125,6 +133,9 @@ class DexPredictor(Model):  # type: ignore[misc]
             outputs = [v2.output("label", labels)]
             if probabilities is not None:
                 outputs.append(v2.output("probabilities", probabilities))
+            if model.classes is not None:
+                classes = np.asarray([_plain(c) for c in model.classes])
+                outputs.append(v2.output("classes", classes))
             return v2.response(self.name, payload.id, outputs, version)
         body: dict[str, Any] = {"predictions": labels.tolist(), "model_version": version}
         if probabilities is not None and model.classes is not None:

@@ -35,17 +35,18 @@ class Prepared:
 
     v2_client: bool
     request_id: str | None
-    keys: list[int]
-    features: payloads.Matrix
+    keys: list[payloads.EntityKey]
+    features: dict[str, list[Any]]
 
 
 @dataclass
 class Predicted:
     prepared: Prepared
-    instances: list[dict[str, float]]
+    instances: list[dict[str, Any]]
     labels: np.ndarray
     probabilities: np.ndarray | None
     version: str | None
+    classes: list[Any] | None = None
 
 
 class DexTransformer(Model):  # type: ignore[misc]
@@ -67,7 +68,7 @@ class DexTransformer(Model):  # type: ignore[misc]
             raise ValueError(f"{resolved.uri} has no feature contract (dex.* tags)")
         self.resolved = resolved
         self.features = OnlineFeatures(self.settings.feature_repo, resolved.contract)
-        self.features.warm_up(0)
+        self.features.warm_up()
         if self.settings.monitor_url:
             self.events = eventlog.InferenceLogger(
                 self.settings.monitor_url,
@@ -115,25 +116,28 @@ class DexTransformer(Model):  # type: ignore[misc]
         features = self._features()
         fields = features.request_fields
         key = self.contract.entity_key
+        key_type = self.contract.entity_key_type
         try:
             if isinstance(payload, InferRequest):
                 batch = payloads.v2_entities(
-                    v2.tensors_of(payload), key, fields, self.settings.max_batch
+                    v2.tensors_of(payload), key, fields, self.settings.max_batch, key_type
                 )
                 request_id = payload.id
             else:
-                batch = payloads.v1_entities(payload, key, fields, self.settings.max_batch)
+                batch = payloads.v1_entities(
+                    payload, key, fields, self.settings.max_batch, key_type
+                )
                 request_id = (headers or {}).get("x-request-id")
             # Inline, not in a thread: the read is ~0.3 ms of mostly Python (GIL-bound) work
             # plus the on-demand transform; a thread hop would add latency and no parallelism.
-            matrix = features.fetch(batch)
+            values = features.fetch(batch)
         except payloads.PayloadError as exc:
             raise v2.invalid(exc) from exc
         return Prepared(
             v2_client=isinstance(payload, InferRequest),
             request_id=request_id,
             keys=batch.keys,
-            features=matrix,
+            features=values,
         )
 
     async def predict(
@@ -142,8 +146,10 @@ class DexTransformer(Model):  # type: ignore[misc]
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> Predicted:
-        columns = self._features().columns
-        instances = [dict(zip(columns, row, strict=True)) for row in payload.features.tolist()]
+        features = self._features()
+        columns = features.columns
+        values = payload.features
+        instances = [{c: values[c][i] for c in columns} for i in range(len(payload.keys))]
         if self.settings.predictor_protocol == "v2":
             wire: dict[str, Any] | InferRequest = InferRequest(
                 model_name=self.name,
@@ -152,10 +158,13 @@ class DexTransformer(Model):  # type: ignore[misc]
                     InferInput(
                         name=c,
                         shape=[len(instances)],
-                        datatype="FP64",
-                        data=payload.features[:, j].tolist(),
+                        # A categorical feature's text travels as BYTES, numbers as FP64.
+                        datatype=(
+                            "BYTES" if any(isinstance(v, str) for v in values[c]) else "FP64"
+                        ),
+                        data=values[c],
                     )
-                    for j, c in enumerate(columns)
+                    for c in columns
                 ],
             )
         else:
@@ -169,14 +178,20 @@ class DexTransformer(Model):  # type: ignore[misc]
         if isinstance(result, InferResponse):
             by_name = {o.name: o.as_numpy() for o in result.outputs}
             labels = by_name["label"]
+            if labels.dtype.kind in "OS":
+                labels = np.asarray([_text(v) for v in labels.tolist()], dtype=object)
             probabilities = by_name.get("probabilities")
             version = result.model_version or (self.resolved.version if self.resolved else None)
+            classes = None
+            if "classes" in by_name:
+                classes = [_text(v) for v in by_name["classes"].tolist()]
         else:
             labels = np.asarray(result["predictions"])
             raw = result.get("probabilities")
             probabilities = None if raw is None else np.asarray(raw, dtype=np.float64)
             version = result.get("model_version")
-        return Predicted(payload, instances, labels, probabilities, version)
+            classes = result.get("classes")
+        return Predicted(payload, instances, labels, probabilities, version, classes)
 
     async def postprocess(
         self,
@@ -184,18 +199,28 @@ class DexTransformer(Model):  # type: ignore[misc]
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
-        key = self.contract.entity_key
+        contract = self.contract
+        key = contract.entity_key
         prepared = result.prepared
-        # The positive class is sklearn's last (classes_ are sorted): P(churn) for churn.
-        positive = None if result.probabilities is None else result.probabilities[:, -1]
+        probabilities = result.probabilities
+        # Binary: the positive class is sklearn's last (classes_ are sorted), P(churn) for
+        # churn. Multiclass: one probability per class, in `classes` order.
+        positive = (
+            probabilities[:, -1]
+            if probabilities is not None and contract.task == "binary"
+            else None
+        )
+        per_class = probabilities if contract.task == "multiclass" else None
         self._log_events(result)
         if prepared.v2_client:
-            outputs = [
-                v2.output(key, np.asarray(prepared.keys, dtype=np.int64)),
-                v2.output("label", result.labels),
-            ]
+            keys = np.asarray(
+                prepared.keys, dtype=object if contract.entity_key_type == "str" else np.int64
+            )
+            outputs = [v2.output(key, keys), v2.output("label", result.labels)]
             if positive is not None:
                 outputs.append(v2.output("probability", positive))
+            if per_class is not None:
+                outputs.append(v2.output("probabilities", per_class))
             return v2.response(self.name, prepared.request_id, outputs, result.version)
         rows: list[dict[str, Any]] = []
         labels = result.labels.tolist()
@@ -203,8 +228,17 @@ class DexTransformer(Model):  # type: ignore[misc]
             row: dict[str, Any] = {key: entity, "label": labels[i]}
             if positive is not None:
                 row["probability"] = float(positive[i])
+            if per_class is not None:
+                row["probabilities"] = [float(p) for p in per_class[i]]
             rows.append(row)
-        return {"predictions": rows, "model_name": self.name, "model_version": result.version}
+        body: dict[str, Any] = {
+            "predictions": rows,
+            "model_name": self.name,
+            "model_version": result.version,
+        }
+        if result.classes is not None and contract.task != "regression":
+            body["classes"] = result.classes
+        return body
 
     def _log_events(self, result: Predicted) -> None:
         if self.events is None:
@@ -221,6 +255,10 @@ class DexTransformer(Model):  # type: ignore[misc]
                 response=response,
             )
         )
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def serve(settings: TransformerSettings) -> None:

@@ -14,6 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+CATEGORICAL_METHOD = "psi"
+CATEGORICAL_THRESHOLD = 0.2
+
 
 class DriftResult(BaseModel):
     model: str | None
@@ -47,7 +50,10 @@ def load_reference(path: Path, columns: list[str]) -> Any:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"reference data {path.name} lacks model columns {missing}")
-    return frame[columns].astype("float64")
+    frame = frame[columns]
+    # Numbers as float64 (served rows arrive as JSON numbers); text stays text (categories).
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c])]
+    return frame.astype(dict.fromkeys(numeric, "float64"))
 
 
 def compute(
@@ -69,7 +75,14 @@ def compute(
     report = Report(
         [
             DataDriftPreset(
-                columns=columns, method=method, threshold=threshold, drift_share=drift_share
+                columns=columns,
+                # The configured method is for numbers; text (categorical) features get PSI,
+                # which is defined on categories where Wasserstein and K-S are not.
+                num_method=method,
+                num_threshold=threshold,
+                cat_method=CATEGORICAL_METHOD,
+                cat_threshold=CATEGORICAL_THRESHOLD,
+                drift_share=drift_share,
             )
         ]
     )

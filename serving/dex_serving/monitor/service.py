@@ -114,6 +114,11 @@ class Monitor:
         assert resolved.contract is not None
         return list(resolved.contract.feature_columns)
 
+    def categorical_for(self, model: str | None, version: str | None) -> list[str]:
+        resolved = self._models.get(version, self.model)
+        assert resolved.contract is not None
+        return list(resolved.contract.categorical_features)
+
     def _resolved(self, version: str | None) -> registry.ResolvedModel:
         if version not in self._models and version is not None:
             self._models[version] = registry.resolve(
@@ -139,7 +144,7 @@ class Monitor:
         return self._references[version]
 
     def add(self, events: list[CloudEvent]) -> int:
-        new = self.store.add(events, self.columns_for, self.model.version)
+        new = self.store.add(events, self.columns_for, self.model.version, self.categorical_for)
         for event in events:
             self.c_events.labels(type=event.type.rsplit(".", 1)[-1]).inc()
         return new

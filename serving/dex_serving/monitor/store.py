@@ -55,7 +55,11 @@ class EventStore:
             self._conn.executescript(_SCHEMA)
 
     def add(
-        self, events: Sequence[CloudEvent], columns_for: ColumnsFor, default_version: str | None
+        self,
+        events: Sequence[CloudEvent],
+        columns_for: ColumnsFor,
+        default_version: str | None,
+        categorical_for: ColumnsFor | None = None,
     ) -> int:
         """Store events atomically; returns how many were new."""
         now = time.time()
@@ -83,7 +87,8 @@ class EventStore:
                         continue
                     new += 1
                     if event.type == REQUEST_TYPE:
-                        rows = feature_rows(event.data, columns_for(model, version))
+                        categorical = categorical_for(model, version) if categorical_for else ()
+                        rows = feature_rows(event.data, columns_for(model, version), categorical)
                         self._conn.executemany(
                             "INSERT INTO feature_rows (event_id, model, version, row) VALUES (?, ?, ?, ?)",
                             [(event.id, model, version, json.dumps(r)) for r in rows],
