@@ -78,6 +78,11 @@ node: ## containerd/runc/CNI (Debian) + kubelet, scheduler, kube-proxy, pause fo
 	bash tools/system-deps.sh node
 	bash tools/envtest/build.sh --node
 
+.PHONY: images
+images: setup ## build dex-operator, dex-serving, dex-components (buildah, cached by content) as OCI archives
+	@echo '==> images: Debian packages (system-deps images), then the images (~/.cache/dex/images)'
+	bash tools/images/build.sh
+
 demo: setup ## the local loop end to end: data -> features -> train -> drift -> retrain -> promote
 	@echo '==> demo: dexctl demo'
 	$(BIN)/dexctl demo
