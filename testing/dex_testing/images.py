@@ -570,29 +570,19 @@ def host_mounts() -> list[str]:
     ]
 
 
+# Only images in the storage (the base above all), runc, the host's network (the registries),
+# each step kept as an image, and no container left by a failed step.
+_BUD_FLAGS = ["--pull=never", f"--runtime={RUNTIME}", "--network=host", "--layers", "--force-rm"]
+
+
 def _build_image(
     name: str, ref: str, key: str, root: Path, verbose: bool
 ) -> tuple[float, list[str]]:
     """``buildah bud``; returns its seconds and its step and ``--> <image id>`` lines."""
     started = time.monotonic()
-    command = buildah_command(
-        "bud",
-        "--file",
-        str(root / IMAGES[name]),
-        "--tag",
-        ref,
-        "--label",
-        f"dex.content-key={key}",
-        "--pull=never",
-        "--layers",
-        "--force-rm",
-        "--runtime",
-        RUNTIME,
-        "--network",
-        "host",
-        *(arg for spec in host_mounts() for arg in ("--volume", spec)),
-        str(root),
-    )
+    dockerfile, mounts = root / IMAGES[name], [f"--volume={m}" for m in host_mounts()]
+    flags = [f"--file={dockerfile}", f"--tag={ref}", f"--label=dex.content-key={key}", *mounts]
+    command = buildah_command("bud", *_BUD_FLAGS, *flags, str(root))
     try:
         steps = _stream(name, command, _STEP, verbose)
     except BaseException:
@@ -634,9 +624,8 @@ def ensure_image(
     earlier = record.images.get(name)
     previous = earlier if earlier is not None and earlier.key == key else None
     found = _image(ref)
-    if found is not None and _labels(ref).get("dex.content-key") != key:
-        found = None  # a 16-hex-digit prefix collision, in theory
-    if found is None:
+    # An image this record did not see built is built again: all from the --layers cache then.
+    if found is None or previous is None or previous.image_id != found[0]:
         _say(f"images: {name}: building {IMAGES[name]} (key {key[:16]})")
         build_s, steps = _build_image(name, ref, key, root, verbose)
         found = _image(ref)
@@ -664,12 +653,12 @@ def ensure_image(
             cold_build_s=build_s if cold else earlier and earlier.cold_build_s,
             cold_built_at=_now() if cold else earlier and earlier.cold_built_at,
         )
-    elif previous is None or previous.image_id != found[0] or not archive.is_file():
-        _say(f"images: {name}: exporting {archive.name} (image {ref} was built)")
+    elif not archive.is_file():
+        _say(f"images: {name}: exporting {archive.name} (image {ref} is built)")
         export_s = _export(ref, archive)
         status = "exported"
         update = {"export_s": export_s, "archive_bytes": archive.stat().st_size}
-        current = (previous or _unseen(name, ref, key, found, archive)).model_copy(update=update)
+        current = previous.model_copy(update=update)
     else:
         status, current = "cached", previous
     seconds = round(time.monotonic() - started, 2)
@@ -686,22 +675,6 @@ def _reused_a_run(steps: Sequence[str]) -> bool:
     return any(
         ": RUN " in step and following.startswith("--> Using cache")
         for step, following in itertools.pairwise(steps)
-    )
-
-
-def _unseen(name: str, ref: str, key: str, found: tuple[str, int], archive: Path) -> ImageRecord:
-    """The record of an image in the storage this record did not see being built."""
-    return ImageRecord(
-        name=name,
-        ref=ref,
-        key=key,
-        image_id=found[0],
-        image_bytes=found[1],
-        archive=archive,
-        archive_bytes=0,
-        build_s=None,
-        export_s=0.0,
-        built_at=None,
     )
 
 
@@ -795,14 +768,9 @@ def run_in_image(name: str, argv: Sequence[str]) -> subprocess.CompletedProcess[
     with locked():
         container = buildah("from", "--pull=never", "--quiet", ref)
         try:
-            command = buildah_command(
-                "run", "--runtime", RUNTIME, "--network", "none", container, "--", *argv
-            )
+            run = ["run", f"--runtime={RUNTIME}", "--network=none", container, "--", *argv]
             return subprocess.run(
-                command,
-                check=False,
-                capture_output=True,
-                text=True,
+                buildah_command(*run), check=False, capture_output=True, text=True
             )
         finally:
             buildah("rm", container, check=False)
