@@ -102,7 +102,8 @@ test-clock:
 	@bash tools/test-clock.sh start
 
 # test-clock first: `make bench` prints how long whole runs take, cold and warm.
-test: test-clock setup system-deps envtest lint typecheck ## system packages, lint, mypy --strict and the whole pytest suite
+# The cluster tier needs the node binaries and DEX's images: both cached (seconds when current).
+test: test-clock setup system-deps envtest node images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  bash tools/test-clock.sh stop $$status; exit $$status

@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from dex.tasks import Task
+Task = Literal["binary", "multiclass", "regression"]
+TaskSetting = Literal["auto", "binary", "multiclass", "regression"]
+
 
 TAG_FEATURE_SERVICE = "dex.feature_service"
 TAG_FEATURE_REFS = "dex.feature_refs"

@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from dex.tasks import TaskSetting
+from dex.contract import TaskSetting
 
 PROJECT_FILE = "dex.yaml"
 PROJECT_FILE_VARIABLE = "DEX_PROJECT_FILE"

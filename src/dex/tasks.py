@@ -7,15 +7,18 @@ read it from the feature contract.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
 
 from pydantic import BaseModel
+
+# The task literals live with the contract that records them: the operator reads contracts
+# and must not reach this module's pandas-based rules.
+from dex.contract import Task
+from dex.contract import TaskSetting as TaskSetting  # re-exported: callers import it from here
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Task = Literal["binary", "multiclass", "regression"]
-TaskSetting = Literal["auto", "binary", "multiclass", "regression"]
 TASKS: tuple[str, ...] = get_args(Task)
 
 # More distinct integer labels than this reads as a quantity (regression), not classes.
