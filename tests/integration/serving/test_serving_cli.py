@@ -8,15 +8,44 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from dex_testing.serving_world import World
+from dexctl.polling import GiveUpError, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields start after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _descendants(root: int) -> list[int]:
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    parents = {pid: _parent(pid) for pid in pids}
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        kids = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_dexctl_serve_answers_and_stops_cleanly_on_sigterm(world: World) -> None:
@@ -45,16 +74,18 @@ def test_dexctl_serve_answers_and_stops_cleanly_on_sigterm(world: World) -> None
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 180
-        url = None
-        while url is None:
-            assert proc.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "".join(lines)
+
+        def served_url() -> str:
+            if proc.poll() is not None:
+                raise GiveUpError("dexctl serve exited:\n" + "".join(lines))
             found = re.search(
                 r"http://127\.0\.0\.1:\d+/v1/models/churn-classifier:predict", "".join(lines)
             )
-            url = found.group(0) if found else None
-            time.sleep(0.2)
+            return found.group(0) if found else ""
+
+        url = eventually(served_url, timeout=180, interval=0.2, what="dexctl serve's URL")
+        children = _descendants(proc.pid)
+        assert len(children) >= 2, ("predictor and transformer expected", children)
         response = httpx.post(url, json={"instances": [{"customer_id": world.reference_ids[0]}]})
         assert response.status_code == 200, response.text
         assert response.json()["predictions"][0]["customer_id"] == world.reference_ids[0]
@@ -62,5 +93,7 @@ def test_dexctl_serve_answers_and_stops_cleanly_on_sigterm(world: World) -> None
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     reader.join(5)
+    assert proc.returncode == 0, "".join(lines)
+    assert [pid for pid in children if _alive(pid)] == [], "children outlived dexctl serve"
     with pytest.raises(httpx.ConnectError):
         httpx.post(url, json={"instances": [{"customer_id": world.reference_ids[0]}]})

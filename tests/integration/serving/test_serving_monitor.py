@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dex.metrics import FEATURE_DRIFT_SCORE
 from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
 from dex_testing.serving_world import World
 from dexctl.local_serving import ServingURLs, compute_drift, predict, wait_for_rows
@@ -65,7 +66,16 @@ def test_drifted_batch_is_flagged_and_normal_batch_is_not(
     assert 'model="churn-classifier"' in share_line
     assert 'version="1"' in share_line
     assert float(share_line.rsplit(" ", 1)[1]) == pytest.approx(float(shifted["drift_share"]))
-    assert 'dex_feature_drift_score{feature="sessions_7d"' in metrics or "sessions_7d" in metrics
+    feature_line = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith(f"{FEATURE_DRIFT_SCORE}{{") and 'feature="sessions_7d"' in line
+    )
+    assert 'version="1"' in feature_line
+    assert 'method="wasserstein"' in feature_line
+    assert float(feature_line.rsplit(" ", 1)[1]) == pytest.approx(
+        float(shifted["scores"]["sessions_7d"])
+    )
     report = httpx.get(f"{stack.monitor}/report")
     assert report.status_code == 200
     assert "<html" in report.text[:2000].lower()

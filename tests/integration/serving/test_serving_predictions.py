@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dex.metrics import INFERENCE_EVENTS_DROPPED, INFERENCE_EVENTS_SENT
 from dex_testing.serving_world import World
 from dexctl.local_serving import ServingURLs
 from dexctl.processes import free_ports
@@ -133,11 +134,14 @@ def test_predictor_alone_v1_and_v2(
 def test_readiness_and_metrics(stack: ServingURLs) -> None:
     assert httpx.get(f"{stack.predictor}/v1/models/{stack.model_name}").json()["ready"] is True
     metrics = httpx.get(f"{stack.transformer}/metrics").text
-    assert (
-        "dex_inference_events_dropped_total" in metrics
-        or "dex_inference_events_sent_total" in metrics
-    )
-    assert "request_predict_seconds" in metrics or "request_preprocess_seconds" in metrics
+    # Declared series, whatever traffic other tests sent: each must be exported by name.
+    for series, kind in [
+        (f"{INFERENCE_EVENTS_SENT}_total", "counter"),
+        (f"{INFERENCE_EVENTS_DROPPED}_total", "counter"),
+        ("request_preprocess_seconds", "histogram"),
+        ("request_predict_seconds", "histogram"),
+    ]:
+        assert f"# TYPE {series} {kind}" in metrics, series
 
 
 BAD: list[tuple[str, str, bytes, str]] = [
@@ -165,7 +169,7 @@ BAD: list[tuple[str, str, bytes, str]] = [
     ),
     ("v1", "empty batch", b'{"instances": []}', "empty batch"),
     ("v1", "bool key", b'{"instances": [{"customer_id": true}]}', "expected an integer"),
-    ("v2", "malformed JSON", b'{"inputs": [', ""),
+    ("v2", "malformed JSON", b'{"inputs": [', "JSON decode error"),
     (
         "v2",
         "missing entity key",
