@@ -18,7 +18,7 @@ BUDGET_S = 60 * 60
 
 
 def _runs() -> list[dict[str, object]]:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dex"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dex"
     path = cache / "make-test-runs.jsonl"
     if not path.exists():
         return []

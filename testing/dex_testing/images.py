@@ -162,7 +162,8 @@ class Outcome(BaseModel):
 def cache_dir() -> Path:
     if explicit := os.environ.get("DEX_IMAGES_DIR"):
         return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dex" / "images"
+    # Empty counts as unset (XDG base directory spec), as in the shell scripts' ${X:-default}.
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dex" / "images"
 
 
 def record_path() -> Path:
