@@ -8,7 +8,9 @@ cluster can use KServe's own logger. Our :class:`InferenceLogger` batches for ef
 the standard batched content mode (``application/cloudevents-batch+json``).
 
 Logging never slows or fails the request path: events go into a bounded buffer drained by a
-background thread; what cannot be buffered or delivered is dropped and counted.
+background thread. With a spool (``dex_serving.spool``), batches the monitor cannot take wait on
+disk and are replayed when it answers again; without one, or when the spool is full, they are
+dropped. Every event ends counted: sent, spooled then replayed, or dropped with a reason.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dex import metrics
 from dex_serving import logs
+from dex_serving.spool import Spool
 
 log = logging.getLogger("dex.serving.eventlog")
 
@@ -125,6 +128,13 @@ class _Metrics:
         )
         self.sent = Counter(metrics.INFERENCE_EVENTS_SENT, "Inference events acknowledged.")
         self.buffered = Gauge(metrics.INFERENCE_EVENTS_BUFFERED, "Events waiting to be sent.")
+        self.spooled = Counter(
+            metrics.INFERENCE_EVENTS_SPOOLED, "Events written to the spool (monitor unreachable)."
+        )
+        self.replayed = Counter(
+            metrics.INFERENCE_EVENTS_REPLAYED, "Spooled events the monitor acknowledged later."
+        )
+        self.spool_bytes = Gauge(metrics.INFERENCE_SPOOL_BYTES, "Bytes held in the spool.")
 
     @classmethod
     def get(cls) -> _Metrics:
@@ -135,7 +145,7 @@ class _Metrics:
 
 
 class InferenceLogger:
-    """Bounded buffer + one sender thread posting batches to the monitor."""
+    """Bounded buffer + one sender thread posting batches to the monitor (+ optional spool)."""
 
     def __init__(
         self,
@@ -146,6 +156,8 @@ class InferenceLogger:
         max_attempts: int = 5,
         timeout_s: float = 5.0,
         linger_s: float = 0.25,
+        spool: Spool | None = None,
+        probe_s: float = 1.0,
     ) -> None:
         import httpx
 
@@ -153,12 +165,21 @@ class InferenceLogger:
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.max_attempts = max_attempts
+        self.spool = spool
+        self.probe_s = probe_s
         self.metrics = _Metrics.get()
         self._queue: queue.Queue[CloudEvent] = queue.Queue(maxsize=capacity)
         self._client = httpx.Client(timeout=timeout_s)
         self._inflight = 0
         self._idle = threading.Condition()
         self._stop = threading.Event()
+        # Set while the monitor is known unreachable: fresh batches go straight to the spool
+        # (no retry delays that would let the memory buffer overflow), and only a replay probe
+        # every `probe_s` asks whether it is back.
+        self._down_since: float | None = None
+        self._last_probe = 0.0
+        if spool is not None:
+            self.metrics.spool_bytes.set(spool.size_bytes)
         self._thread = threading.Thread(target=self._run, name="dex-event-sender", daemon=True)
         self._thread.start()
 
@@ -172,7 +193,7 @@ class InferenceLogger:
         self.metrics.buffered.set(self._queue.qsize())
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until everything buffered has been delivered or dropped."""
+        """Wait until everything buffered has been delivered, spooled or dropped."""
         deadline = time.monotonic() + timeout_s
         with self._idle:
             while self._queue.qsize() or self._inflight:
@@ -188,32 +209,35 @@ class InferenceLogger:
         self._thread.join(timeout_s)
         self._client.close()
 
-    def _batches(self) -> Iterator[list[CloudEvent]]:
-        while not self._stop.is_set():
+    def _next_batch(self) -> list[CloudEvent]:
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        with self._idle:
+            self._inflight = 1  # flush() must not see "idle" while we linger
+        batch = [first]
+        # Linger a little: one POST per inference would cost the serving process about
+        # as much CPU (and GIL) as the inference itself.
+        deadline = time.monotonic() + self.linger_s
+        while len(batch) < self.batch_size and not self._stop.is_set():
+            left = deadline - time.monotonic()
             try:
-                first = self._queue.get(timeout=0.1)
+                batch.append(
+                    self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                )
             except queue.Empty:
-                continue
-            with self._idle:
-                self._inflight = 1  # flush() must not see "idle" while we linger
-            batch = [first]
-            # Linger a little: one POST per inference would cost the serving process about
-            # as much CPU (and GIL) as the inference itself.
-            deadline = time.monotonic() + self.linger_s
-            while len(batch) < self.batch_size and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                try:
-                    batch.append(
-                        self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-            with self._idle:
-                self._inflight = len(batch)
-            yield batch
+                break
+        with self._idle:
+            self._inflight = len(batch)
+        return batch
 
     def _run(self) -> None:
-        for batch in self._batches():
+        while not self._stop.is_set():
+            self._replay()
+            batch = self._next_batch()
+            if not batch:
+                continue
             try:
                 self._deliver(batch)
             finally:
@@ -222,33 +246,91 @@ class InferenceLogger:
                     self._idle.notify_all()
                 self.metrics.buffered.set(self._queue.qsize())
 
-    def _deliver(self, batch: list[CloudEvent]) -> None:
+    def _post(self, body: bytes) -> int | None:
+        """The monitor's status code, or None when it could not be reached."""
         import httpx
 
-        body = "[" + ",".join(e.model_dump_json(exclude_none=True) for e in batch) + "]"
+        try:
+            response = self._client.post(
+                self.url, content=body, headers={"content-type": BATCH_CONTENT_TYPE}
+            )
+        except httpx.HTTPError as exc:
+            log.debug(logs.kv("event delivery failed", error=repr(exc)))
+            return None
+        if 400 <= response.status_code < 500:
+            # The monitor rejected the events themselves: retrying cannot help.
+            log.warning(
+                logs.kv("events rejected", status=response.status_code, body=response.text[:200])
+            )
+        return response.status_code
+
+    def _replay(self) -> None:
+        """Send spooled batches, oldest first, while the monitor takes them."""
+        if self.spool is None:
+            return
+        if self._down_since is not None and time.monotonic() - self._last_probe < self.probe_s:
+            return
+        while not self._stop.is_set() and (batch := self.spool.oldest()) is not None:
+            self._last_probe = time.monotonic()
+            status = self._post(batch.body)
+            if status is None or status >= 500:
+                self._mark_down()
+                return
+            self.spool.remove(batch)
+            self.metrics.spool_bytes.set(self.spool.size_bytes)
+            if status < 400:
+                self.metrics.replayed.inc(batch.events)
+            else:
+                self.metrics.dropped.labels(reason="rejected").inc(batch.events)
+            self._mark_up()
+
+    def _settled(self, body: bytes, events: int) -> bool:
+        """Try a few times; True once the monitor answered (acknowledged or rejected)."""
         delay = 0.1
         for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = self._client.post(
-                    self.url, content=body, headers={"content-type": BATCH_CONTENT_TYPE}
-                )
-                if response.is_success:
-                    self.metrics.sent.inc(len(batch))
-                    return
-                if 400 <= response.status_code < 500:
-                    # The monitor rejected the events themselves: retrying cannot help.
-                    log.warning(
-                        logs.kv(
-                            "events rejected", status=response.status_code, body=response.text[:200]
-                        )
-                    )
-                    self.metrics.dropped.labels(reason="rejected").inc(len(batch))
-                    return
-            except httpx.HTTPError as exc:
-                log.debug(logs.kv("event delivery failed", attempt=attempt, error=repr(exc)))
-            if self._stop.is_set():
+            status = self._post(body)
+            if status is not None and status < 400:
+                self.metrics.sent.inc(events)
+                self._mark_up()
+                return True
+            if status is not None and status < 500:
+                self.metrics.dropped.labels(reason="rejected").inc(events)
+                return True
+            if self._stop.is_set() or attempt == self.max_attempts:
                 break
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-        log.warning(logs.kv("events dropped after retries", count=len(batch), url=self.url))
-        self.metrics.dropped.labels(reason="send_failed").inc(len(batch))
+        return False
+
+    def _mark_down(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning(logs.kv("monitor unreachable", url=self.url, spool=self.spool is not None))
+
+    def _mark_up(self) -> None:
+        if self._down_since is not None:
+            log.info(
+                logs.kv(
+                    "monitor reachable again",
+                    url=self.url,
+                    down_s=round(time.monotonic() - self._down_since, 1),
+                )
+            )
+            self._down_since = None
+
+    def _deliver(self, batch: list[CloudEvent]) -> None:
+        body = ("[" + ",".join(e.model_dump_json(exclude_none=True) for e in batch) + "]").encode()
+        # Known down with a spool: straight to disk; the replay probe finds out when it is back.
+        skip = self._down_since is not None and self.spool is not None
+        if not skip and self._settled(body, len(batch)):
+            return
+        self._mark_down()
+        if self.spool is None:
+            log.warning(logs.kv("events dropped after retries", count=len(batch), url=self.url))
+            self.metrics.dropped.labels(reason="send_failed").inc(len(batch))
+        elif self.spool.put(body, len(batch)):
+            self.metrics.spooled.inc(len(batch))
+            self.metrics.spool_bytes.set(self.spool.size_bytes)
+        else:
+            log.warning(logs.kv("spool full, events dropped", count=len(batch), url=self.url))
+            self.metrics.dropped.labels(reason="spool_full").inc(len(batch))

@@ -68,6 +68,14 @@ class TransformerSettings(_ServerSettings):
     max_batch: int = Field(default=1000, ge=1, description="Largest accepted batch.")
     log_buffer: int = Field(default=10_000, ge=1, description="Events held before dropping.")
     log_batch: int = Field(default=200, ge=1, description="Events per POST to the monitor.")
+    event_spool: Path | None = Field(
+        default=None,
+        description="Folder keeping event batches the monitor cannot take yet, replayed when "
+        "it answers again (unset: dropped after retries).",
+    )
+    event_spool_bytes: int = Field(
+        default=256 * 2**20, ge=1, description="Spool bound; batches beyond it are dropped."
+    )
 
 
 class DriftSettings(BaseModel):

@@ -25,6 +25,7 @@ from dex.contract import FeatureContract
 from dex_serving import eventlog, logs, payloads, v2
 from dex_serving.features import OnlineFeatures
 from dex_serving.settings import TransformerSettings
+from dex_serving.spool import Spool
 
 log = logging.getLogger("dex.serving.transformer")
 
@@ -70,10 +71,12 @@ class DexTransformer(Model):  # type: ignore[misc]
         self.features = OnlineFeatures(self.settings.feature_repo, resolved.contract)
         self.features.warm_up()
         if self.settings.monitor_url:
+            spool = self.settings.event_spool
             self.events = eventlog.InferenceLogger(
                 self.settings.monitor_url,
                 capacity=self.settings.log_buffer,
                 batch_size=self.settings.log_batch,
+                spool=Spool(spool, self.settings.event_spool_bytes) if spool else None,
             )
         self.ready = True
         log.info(

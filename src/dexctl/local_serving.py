@@ -124,7 +124,11 @@ class LocalServing:
             "--predictor-protocol", cfg.predictor_protocol,
         ]  # fmt: skip
         if urls.monitor:
-            transformer += ["--monitor-url", urls.monitor]
+            # A monitor restart must not lose events: they wait in the state folder.
+            transformer += [
+                "--monitor-url", urls.monitor,
+                "--event-spool", str(cfg.state_dir / "event-spool"),
+            ]  # fmt: skip
         self.children["transformer"] = Child("transformer", transformer, env=env, sink=sink)
         self.urls = urls
         try:

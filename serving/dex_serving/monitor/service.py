@@ -27,7 +27,7 @@ from dex import metrics, registry
 from dex_serving import logs
 from dex_serving.eventlog import BATCH_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE, CloudEvent
 from dex_serving.monitor import drift
-from dex_serving.monitor.store import EventStore
+from dex_serving.monitor.store import EventStore, StorageError
 from dex_serving.monitor.trigger import CommandTrigger
 from dex_serving.settings import MonitorSettings
 
@@ -98,6 +98,11 @@ class Monitor:
         )
         self.c_events = Counter(
             metrics.MONITOR_EVENTS, "Events stored.", ["type"], registry=self.metrics
+        )
+        self.c_storage_errors = Counter(
+            metrics.MONITOR_STORAGE_ERRORS,
+            "Event batches refused because storage failed.",
+            registry=self.metrics,
         )
         self.c_triggers = Counter(
             metrics.DRIFT_TRIGGERS, "Drift triggers fired.", labels, registry=self.metrics
@@ -256,7 +261,17 @@ def create_app(settings: MonitorSettings) -> FastAPI:
             events = parse_events(dict(request.headers), body)
         except EventsError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        new = await asyncio.to_thread(monitor.add, events)
+        try:
+            new = await asyncio.to_thread(monitor.add, events)
+        except StorageError as exc:
+            monitor.c_storage_errors.inc()
+            log.error(logs.kv("events not stored", count=len(events), error=str(exc)))
+            # 503: the sender keeps the batch (spool) and retries; reads keep working.
+            return JSONResponse(
+                {"error": f"events not stored: {exc}", "reason": "storage"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         return JSONResponse({"accepted": len(events), "new": new})
 
     @app.get("/healthz")

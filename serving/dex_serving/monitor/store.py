@@ -7,6 +7,7 @@ by (CloudEvent id, type): a sender retrying after a lost acknowledgement stores 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -16,6 +17,11 @@ from pathlib import Path
 
 from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
 from dex_serving.monitor.rows import Row, feature_rows
+
+
+class StorageError(Exception):
+    """Events could not be stored (disk full, I/O error): nothing of the batch was kept."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -94,8 +100,12 @@ class EventStore:
                             [(event.id, model, version, json.dumps(r)) for r in rows],
                         )
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite may already have rolled back (e.g. SQLITE_FULL at COMMIT).
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(str(exc)) from exc
                 raise
         return new
 

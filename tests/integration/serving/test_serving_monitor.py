@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from dex.metrics import FEATURE_DRIFT_SCORE
-from dex_serving.eventlog import REQUEST_TYPE, CloudEvent
+from dex.metrics import (
+    FEATURE_DRIFT_SCORE,
+    INFERENCE_EVENTS_DROPPED,
+    INFERENCE_EVENTS_REPLAYED,
+    INFERENCE_EVENTS_SENT,
+    INFERENCE_EVENTS_SPOOLED,
+    MONITOR_STORAGE_ERRORS,
+)
+from dex_serving.eventlog import (
+    BATCH_CONTENT_TYPE,
+    REQUEST_TYPE,
+    CloudEvent,
+    InferenceLogger,
+    inference_events,
+)
+from dex_serving.spool import Spool
 from dex_testing.serving_world import World
 from dexctl.local_serving import ServingURLs, compute_drift, predict, wait_for_rows
 from dexctl.polling import eventually
@@ -172,3 +189,141 @@ def test_no_acknowledged_event_is_lost_across_a_monitor_crash(world: World, tmp_
     with sqlite3.connect(state / "events.sqlite") as db:
         stored = {row[0] for row in db.execute("SELECT id FROM events")}
     assert stored == set(acked)
+
+
+def _sample(metrics_text: str, name: str, labels: str = "") -> float:
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    found = [line for line in metrics_text.splitlines() if line.startswith(prefix)]
+    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+
+def _logger_counts() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    return {
+        "sent": value(f"{INFERENCE_EVENTS_SENT}_total"),
+        "spooled": value(f"{INFERENCE_EVENTS_SPOOLED}_total"),
+        "replayed": value(f"{INFERENCE_EVENTS_REPLAYED}_total"),
+        "dropped": sum(
+            value(f"{INFERENCE_EVENTS_DROPPED}_total", {"reason": r})
+            for r in ("buffer_full", "send_failed", "spool_full", "rejected")
+        ),
+    }
+
+
+def test_a_monitor_outage_loses_no_event_with_a_spool(world: World, tmp_path: Path) -> None:
+    """Steady traffic through a SIGKILLed monitor: batches wait on disk and all arrive."""
+    monitor = _Monitor(world, tmp_path / "monitor", free_ports(1)[0])
+    monitor.start()
+    spool = Spool(tmp_path / "spool", max_bytes=64 * 2**20)
+    logger = InferenceLogger(f"{monitor.url}/events", spool=spool, linger_s=0.05, probe_s=0.2)
+    before = _logger_counts()
+    logged: list[str] = []
+    stop = threading.Event()
+    columns = world.feature_columns
+
+    def traffic() -> None:
+        n = 0
+        while not stop.is_set():
+            request, response = inference_events(
+                source="test/outage",
+                service="churn-classifier",
+                version="1",
+                request={"instances": [{c: float(n) for c in columns}]},
+                response={"predictions": [0]},
+            )
+            logger.log(request, response)
+            logged.append(request.id)
+            n += 1
+            stop.wait(0.005)  # pacing the traffic, not waiting for a condition
+
+    sender = threading.Thread(target=traffic)
+    try:
+        sender.start()
+        eventually(lambda: _logger_counts()["sent"] - before["sent"] > 100, timeout=60)
+        monitor.kill()
+        eventually(
+            lambda: _logger_counts()["spooled"] - before["spooled"] > 400,
+            timeout=60,
+            what="events spooled while the monitor is down",
+        )
+        assert len(spool) > 0
+        monitor.start()
+        eventually(lambda: _logger_counts()["replayed"] - before["replayed"] > 400, timeout=60)
+        stop.set()
+        sender.join(10)
+        assert logger.flush(30)
+        eventually(lambda: len(spool) == 0, timeout=60, what="the spool to drain")
+        counts = {k: v - before[k] for k, v in _logger_counts().items()}
+        assert counts["dropped"] == 0, counts
+        assert counts["sent"] + counts["replayed"] == 2 * len(logged), counts
+        assert spool.size_bytes == 0
+        stored = httpx.get(f"{monitor.url}/events/count").json()
+        assert stored["requests"] == len(logged), (stored, counts)
+    finally:
+        stop.set()
+        logger.close()
+        monitor.stop()
+    with sqlite3.connect(tmp_path / "monitor" / "events.sqlite") as db:
+        ids = {row[0] for row in db.execute("SELECT id FROM events")}
+    assert ids == set(logged)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real, small filesystem (tmpfs) to fill up; unmounted whatever happens."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "dex-test-disk", str(mount_point)],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True, capture_output=True)
+
+
+def test_monitor_on_a_full_disk_answers_503_and_keeps_serving_reads(
+    world: World, small_disk: Path
+) -> None:
+    monitor = _Monitor(world, small_disk / "monitor", free_ports(1)[0])
+    monitor.start()
+    filler = small_disk / "filler"
+    columns = world.feature_columns
+    batch = [
+        e
+        for n in range(200)
+        for e in inference_events(
+            source="test/disk",
+            service="churn-classifier",
+            version="1",
+            request={"instances": [{c: float(n) for c in columns}]},
+            response={"predictions": [0]},
+        )
+    ]
+    body = "[" + ",".join(e.model_dump_json(exclude_none=True) for e in batch) + "]"
+    headers = {"content-type": BATCH_CONTENT_TYPE}
+    try:
+        with filler.open("wb") as out, contextlib.suppress(OSError):
+            while True:  # ends with ENOSPC: the disk is full
+                out.write(b"\0" * 2**20)
+                out.flush()
+        refused = httpx.post(f"{monitor.url}/events", content=body, headers=headers, timeout=30)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["reason"] == "storage"
+        assert "full" in refused.json()["error"], refused.json()
+        assert httpx.get(f"{monitor.url}/events/count").json()["events"] == 0
+        assert httpx.get(f"{monitor.url}/healthz").status_code == 200
+        metrics_text = httpx.get(f"{monitor.url}/metrics").text
+        assert _sample(metrics_text, f"{MONITOR_STORAGE_ERRORS}_total") == 1.0
+        filler.unlink()
+        stored = httpx.post(f"{monitor.url}/events", content=body, headers=headers, timeout=30)
+        assert stored.status_code == 200, stored.text
+        assert httpx.get(f"{monitor.url}/events/count").json()["events"] == len(batch)
+    finally:
+        monitor.stop()
