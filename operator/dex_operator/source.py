@@ -10,10 +10,10 @@ no registry calls. A version whose feature-service tag names another feature ser
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 
 from dex.contract import TAG_FEATURE_SERVICE
+from dex.metrics import version_label
 from dex_operator.config import CONFIG
 from dex_operator.crd.models import DexModelSpec, DexModelStatus
 from dex_operator.registry import MlflowRegistry, RegistryError, ResolvedModel
@@ -39,8 +39,8 @@ def resolve_target(spec: DexModelSpec, status: DexModelStatus, now: datetime) ->
     """The target ``spec.model`` names now; records a registry answer in ``status``."""
     src = spec.model
     if src.storage_uri:
-        digest = hashlib.sha256(src.storage_uri.encode()).hexdigest()[:8]
-        return Target(src.storage_uri, f"uri-{digest}")
+        # The same label the predictor reports and the monitor records (dex.metrics).
+        return Target(src.storage_uri, version_label(None, src.storage_uri))
     key = f"{src.name}:{src.version}" if src.version else f"{src.name}@{src.alias}"
     fresh = status.registry_checked_at is not None and (
         src.version is not None

@@ -6,7 +6,12 @@ One owner, because they are an interface between two deployables: the monitor wr
 
 from __future__ import annotations
 
-# Labels every per-model series carries: the registered model name and its served version.
+import hashlib
+
+# Labels every per-model series carries. `model` is the served name (the InferenceService
+# name, what clients address and what the transformer logs as the CloudEvent's
+# inferenceservicename); `version` is `version_label(...)` of the model that answered. The
+# monitor writes them, the operator's drift gate queries them: both sides call this module.
 MODEL_LABELS = ("model", "version")
 
 DRIFT_SHARE = "dex_drift_share"
@@ -24,3 +29,13 @@ INFERENCE_EVENTS_BUFFERED = "dex_inference_events_buffered"
 INFERENCE_EVENTS_SPOOLED = "dex_inference_events_spooled"
 INFERENCE_EVENTS_REPLAYED = "dex_inference_events_replayed"
 INFERENCE_SPOOL_BYTES = "dex_inference_spool_bytes"
+
+
+def version_label(registry_version: str | None, storage_uri: str | None) -> str:
+    """The ``version`` label of a served model: its registry version, or for a model served
+    straight from a storage URI (no registry version) a short digest of that URI."""
+    if registry_version:
+        return registry_version
+    if storage_uri:
+        return "uri-" + hashlib.sha256(storage_uri.encode()).hexdigest()[:8]
+    return ""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import BaseModel, Field
 
 from dex.contract import TAG_FEATURE_SERVICE, FeatureContract
+from dex.metrics import version_label
 from dex.settings import DexSettings
 
 if TYPE_CHECKING:
@@ -114,8 +115,13 @@ def resolve(ref: ModelRef, served_name: str | None = None) -> ResolvedModel:
     if not ref.name:
         if not ref.uri:
             raise ValueError("a model reference needs a registered name or a URI")
+        # No registry version: the URI's digest labels what it serves (dex.metrics).
         return ResolvedModel(
-            name=served_name or "model", version=None, uri=ref.uri, run_id=None, contract=None
+            name=served_name or "model",
+            version=version_label(None, ref.uri),
+            uri=ref.uri,
+            run_id=None,
+            contract=None,
         )
     if not (ref.version or ref.alias):
         raise ValueError(f"model {ref.name}: give a version or an alias")

@@ -131,10 +131,10 @@ def apply(kubeconfig: Path, obj: dict[str, Any]) -> subprocess.CompletedProcess[
 
 
 def uri_version(storage_uri: str) -> str:
-    """The version label the operator gives a storageUri-only source (see dex_operator.source)."""
-    import hashlib
+    """The version label of a storageUri-only source (one owner: dex.metrics)."""
+    from dex.metrics import version_label
 
-    return "uri-" + hashlib.sha256(storage_uri.encode()).hexdigest()[:8]
+    return version_label(None, storage_uri)
 
 
 def get_json(kubeconfig: Path, *args: str) -> Any:

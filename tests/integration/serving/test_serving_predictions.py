@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dex.metrics import INFERENCE_EVENTS_DROPPED, INFERENCE_EVENTS_SENT
+from dex.metrics import INFERENCE_EVENTS_DROPPED, INFERENCE_EVENTS_SENT, version_label
 from dex_testing.serving_world import World
 from dexctl.local_serving import ServingURLs
 from dexctl.processes import free_ports
@@ -258,7 +258,9 @@ def test_predictor_loads_a_plain_storage_uri(
     source = mlflow.MlflowClient().get_model_version("churn-classifier", "1").source
     folder = mlflow.artifacts.download_artifacts(source)
     loaded = LoadedModel(resolve(ModelRef.parse(folder), served_name="churn"))
-    assert loaded.resolved.version is None
+    # The label the monitor records and the operator's drift gate asks for (dex.metrics).
+    assert loaded.resolved.version == version_label(None, folder)
+    assert loaded.resolved.version.startswith("uri-")
     assert loaded.columns == world.feature_columns
     labels, probabilities = loaded.predict(offline[loaded.columns].to_numpy(dtype="float64"))
     assert probabilities is not None
