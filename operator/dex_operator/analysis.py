@@ -24,7 +24,7 @@ from dex.metrics import DRIFT_SHARE, MODEL_LABELS
 from dex_operator.crd.models import AnalysisGate, AnalysisResult
 
 # Default PromQL per metric. Placeholders are replaced literally (PromQL braces stay as is):
-# {model} DexModel's registered model (or DexModel name), {namespace}, {revision} the
+# {model} the served name (the DexModel's, which its InferenceService and servers carry), {namespace}, {revision} the
 # canary's Knative revision / Standard variant, {version} its model version, {window},
 # {percentile}. errorRate reads Knative's queue-proxy request counter; latency KServe's
 # model-server predict histogram; drift the DEX monitor's gauge, whose name the monitor and

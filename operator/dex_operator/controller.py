@@ -270,7 +270,9 @@ def _with_analysis(
 ) -> Decision:
     revision = (mirror.canary_revision if mirror else None) or ""
     ctx = AnalysisContext(
-        model=spec.model.name or name,
+        # The served name: what the transformer reports as its model (the monitor's
+        # inferenceservicename label) and the model servers' model_name; not the registry name.
+        model=name,
         namespace=namespace,
         revision=revision,
         version=status.canary_version or "",

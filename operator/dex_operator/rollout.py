@@ -21,6 +21,11 @@ The life of a rollout (strategy Canary), top to bottom as ``decide`` handles it:
    Promoted). A gate fails: count it; at ``failureLimit`` roll back (stable 100%, phase
    RolledBack, condition Degraded), else hold again and re-analyse.
 
+Progress deadline: the waits in steps 3 and 4 (and a first deployment's) are bounded by
+``progressDeadline``, counted from ``status.waitingSince``; past it a canary rolls back (or
+stops in Failed without autoRollback) and a first deployment is marked Degraded, as Argo
+Rollouts and Flagger do.
+
 Manual gates: ``spec.rollout.paused`` freezes steps 3-6; the promote/abort annotation
 promotes or rolls back the current canary at once. Status is written *before* the
 InferenceService is patched (see ``controller``), so a step is never repeated or skipped.
@@ -123,7 +128,7 @@ def decide(
     # 1. First deployment: nothing to protect, serve the target directly.
     if st.stable_storage_uri is None:
         st.stable_storage_uri, st.stable_version = target.storage_uri, target.version
-        st.phase = "Pending"
+        st.phase, st.waiting_since = "Pending", now
         events.append(Event("Normal", "Deploying", f"serving version {target.version}"))
     stable = Target(st.stable_storage_uri, st.stable_version or "")
 
@@ -144,18 +149,37 @@ def _steady(
     """No canary in flight: converge on stable, or start a rollout towards ``target``."""
     if target.key == stable.key or target.key == st.rolled_back_storage_uri:
         ready = observed.current and observed.stable_ready
+        requeue = None
         if st.phase in ("Pending", "Progressing") and ready:
             st.phase = "Promoted"
             st.message = f"version {stable.version} serves 100%"
+            st.waiting_since = None
             events.append(Event("Normal", "Promoted", st.message))
+            if _is_degraded(st):
+                set_condition(st, "Degraded", False, "Promoted", "", now)
+        elif st.phase in ("Pending", "Progressing"):
+            # Nothing older to fall back to: past the deadline the user is told, and the
+            # wait goes on (the version may still come up).
+            if st.waiting_since is None:
+                st.waiting_since = now
+            left = _deadline_left(spec, st, now)
+            if left is not None and left <= 0 and not _is_degraded(st):
+                message = (
+                    f"version {stable.version} not Ready within "
+                    f"{spec.rollout.progress_deadline} (spec.rollout.progressDeadline)"
+                )
+                events.append(Event("Warning", DEADLINE_REASON, message))
+                set_condition(st, "Degraded", True, DEADLINE_REASON, message, now)
+            requeue = left if left is not None and left > 0 else None
         _set_ready(st, ready, now)
         if st.phase == "Promoted":
             set_condition(st, "Progressing", False, "Idle", "no rollout in progress", now)
-        return Decision(plan=Plan(stable), status=st, events=events)
+        return Decision(plan=Plan(stable), status=st, events=events, requeue_after=requeue)
 
     if spec.rollout.strategy == "Immediate":
         st.stable_storage_uri, st.stable_version = target.storage_uri, target.version
         st.phase, st.rolled_back_storage_uri = "Progressing", None
+        st.waiting_since = now
         st.message = f"replacing with version {target.version} (Immediate)"
         events.append(Event("Normal", "RolloutStarted", st.message))
         set_condition(st, "Progressing", True, "Replacing", st.message, now)
@@ -179,6 +203,7 @@ def _steady(
 def _start_canary(st: DexModelStatus, target: Target, now: datetime) -> None:
     st.canary_storage_uri, st.canary_version = target.storage_uri, target.version
     st.canary_weight, st.current_step, st.step_started_at = 0, 0, None
+    st.waiting_since = now
     st.failed_checks, st.last_analysis, st.rolled_back_storage_uri = 0, [], None
     st.phase = "Progressing"
     st.message = f"waiting for canary version {target.version} to become Ready"
@@ -236,6 +261,8 @@ def _canary(
 
     plan = Plan(stable, canary, st.canary_weight)
     if rollout.paused:
+        # A pause is the user's time, not KServe's: the deadline starts afresh on resume.
+        st.waiting_since = None
         set_condition(st, "Progressing", True, "Paused", "spec.rollout.paused is true", now)
         return Decision(plan=plan, status=st, events=events)
 
@@ -246,16 +273,18 @@ def _canary(
     # 3. Canary Ready with no traffic yet: commit the first step's weight.
     if st.canary_weight < step_weight:
         if not canary_up:
-            return Decision(plan=plan, status=st, events=events)
+            return _wait(spec, st, stable, canary, plan, events, now, "become Ready")
         return _enter_step(st, stable, canary, step, step_weight, events, now)
 
     # 4. The hold starts once KServe shows the committed weight on a Ready canary.
     if st.step_started_at is None:
         if canary_up and observed.canary_traffic == st.canary_weight:
-            st.step_started_at = now
+            st.step_started_at, st.waiting_since = now, None
             st.message = f"holding step {step + 1}/{len(rollout.steps)} at {st.canary_weight}%"
             set_condition(st, "Progressing", True, "StepHolding", st.message, now)
-        return Decision(plan=plan, status=st, events=events)
+            return Decision(plan=plan, status=st, events=events)
+        what = f"serve {st.canary_weight}% Ready" if canary_up else "become Ready"
+        return _wait(spec, st, stable, canary, plan, events, now, what)
 
     # 5. Hold for `interval`, then analysis.
     hold_end = st.step_started_at + parse_duration(rollout.interval)
@@ -312,6 +341,51 @@ def _canary(
     )
 
 
+DEADLINE_REASON = "ProgressDeadlineExceeded"
+
+
+def _deadline_left(spec: DexModelSpec, st: DexModelStatus, now: datetime) -> float | None:
+    """Seconds until the progress deadline (<= 0: passed); None when nothing is waited on."""
+    if st.waiting_since is None:
+        return None
+    deadline = st.waiting_since + parse_duration(spec.rollout.progress_deadline)
+    return (deadline - now).total_seconds()
+
+
+def _is_degraded(st: DexModelStatus) -> bool:
+    return any(c.type == "Degraded" and c.status == "True" for c in st.conditions)
+
+
+def _wait(
+    spec: DexModelSpec,
+    st: DexModelStatus,
+    stable: Target,
+    canary: Target,
+    plan: Plan,
+    events: list[Event],
+    now: datetime,
+    what: str,
+) -> Decision:
+    """Steps 3-4 wait on KServe; past ``progressDeadline`` the canary is given up."""
+    if st.waiting_since is None:  # after a pause, or a status from before the deadline existed
+        st.waiting_since = now
+    left = _deadline_left(spec, st, now)
+    assert left is not None
+    if left > 0:
+        return Decision(plan=plan, status=st, events=events, requeue_after=left)
+    detail = (
+        f"canary version {canary.version} did not {what} within "
+        f"{spec.rollout.progress_deadline} (spec.rollout.progressDeadline)"
+    )
+    if not spec.rollout.auto_rollback:
+        st.phase, st.message = "Failed", f"{detail}; awaiting abort/promote"
+        events.append(Event("Warning", DEADLINE_REASON, st.message))
+        set_condition(st, "Degraded", True, DEADLINE_REASON, st.message, now)
+        set_condition(st, "Progressing", False, DEADLINE_REASON, st.message, now)
+        return Decision(plan=plan, status=st, events=events)
+    return _rollback(st, stable, canary, events, now, DEADLINE_REASON, detail)
+
+
 def _enter_step(
     st: DexModelStatus,
     stable: Target,
@@ -322,6 +396,7 @@ def _enter_step(
     now: datetime,
 ) -> Decision:
     st.current_step, st.canary_weight, st.step_started_at = step, weight, None
+    st.waiting_since = now
     st.message = f"step {step + 1}: canary version {canary.version} at {weight}%"
     events.append(Event("Normal", "StepStarted", st.message))
     set_condition(st, "Progressing", True, "StepStarted", st.message, now)
@@ -362,6 +437,7 @@ def _rollback(
 def _finish(st: DexModelStatus, now: datetime) -> None:
     st.canary_storage_uri = st.canary_version = None
     st.canary_weight, st.current_step, st.step_started_at, st.failed_checks = 0, None, None, 0
+    st.waiting_since = None
 
 
 def _fmt(value: float | None) -> str:

@@ -35,8 +35,18 @@ class LocalServingConfig(BaseModel):
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment (e.g. the Feast store paths)."
     )
+    served_name: str | None = Field(
+        default=None,
+        description="Name in the URLs and on inference events (KServe's model_name; in a "
+        "cluster the InferenceService's); None: the registered model's.",
+    )
     predictor_protocol: Literal["v1", "v2"] = "v1"
     monitor: bool = True
+    monitor_url: str | None = Field(
+        default=None,
+        description="Send inference events to this running monitor instead of starting one "
+        "(several models share one monitor, as in a cluster); needs monitor=False.",
+    )
     drift: DriftSettings = Field(default_factory=DriftSettings, description="The monitor's.")
     start_timeout_s: float = 180.0
     log_file: Path | None = Field(default=None, description="Children's logs; None: stderr.")
@@ -91,13 +101,16 @@ class LocalServing:
         env = self._env()
         base = [sys.executable, "-m", "dex_serving.run"]
         ports = dict(zip(("predictor", "transformer", "monitor"), free_ports(3), strict=True))
-        name = _served_name(cfg.model)
+        if cfg.monitor and cfg.monitor_url:
+            raise ValueError("monitor_url names another monitor: set monitor=False with it")
+        name = cfg.served_name or _served_name(cfg.model)
         urls = ServingURLs(
             model_name=name,
             predictor=f"http://127.0.0.1:{ports['predictor']}",
             transformer=f"http://127.0.0.1:{ports['transformer']}",
             monitor=f"http://127.0.0.1:{ports['monitor']}" if cfg.monitor else None,
         )
+        served = ["--served-name", name]
         if cfg.monitor:
             self.children["monitor"] = Child(
                 "monitor",
@@ -110,23 +123,22 @@ class LocalServing:
                 env=env,
                 sink=sink,
             )  # fmt: skip
-        self.children["predictor"] = Child(
-            "predictor",
-            [*base, "predictor", *self._registry_args(), "--port", str(ports["predictor"])],
-            env=env,
-            sink=sink,
-        )
+        predictor = [
+            *base, "predictor", *self._registry_args(), *served,
+            "--port", str(ports["predictor"]),
+        ]  # fmt: skip
+        self.children["predictor"] = Child("predictor", predictor, env=env, sink=sink)
         transformer = [
-            *base, "transformer", *self._registry_args(),
+            *base, "transformer", *self._registry_args(), *served,
             "--port", str(ports["transformer"]),
             "--feature-repo", str(cfg.feature_repo),
             "--predictor-host", f"127.0.0.1:{ports['predictor']}",
             "--predictor-protocol", cfg.predictor_protocol,
         ]  # fmt: skip
-        if urls.monitor:
+        if monitor_url := urls.monitor or cfg.monitor_url:
             # A monitor restart must not lose events: they wait in the state folder.
             transformer += [
-                "--monitor-url", urls.monitor,
+                "--monitor-url", monitor_url,
                 "--event-spool", str(cfg.state_dir / "event-spool"),
             ]  # fmt: skip
         self.children["transformer"] = Child("transformer", transformer, env=env, sink=sink)

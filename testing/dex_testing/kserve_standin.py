@@ -49,6 +49,9 @@ class KServeStandIn:
         self.api_client = config.new_client_from_config(config_file=str(kubeconfig))
         self.api = client.CustomObjectsApi(self.api_client)
         self.ready_after = ready_after
+        # Models that never load: a revision/variant whose spec mentions one of these strings
+        # (a storage URI) never becomes Ready, as a predictor stuck pulling or crash-looping.
+        self.never_ready: set[str] = set()
         self.weights: dict[tuple[str, str], list[int | None]] = {}
         self.creation_seen: dict[tuple[str, str], float] = {}
         self._knative: dict[tuple[str, str], _Knative] = {}
@@ -174,6 +177,12 @@ class KServeStandIn:
             if exc.status != 404:  # deleted meanwhile: its DELETED event follows
                 raise
 
+    def _ready_time(self, variant_spec: Any) -> float:
+        text = json.dumps(variant_spec, sort_keys=True)
+        if any(model in text for model in self.never_ready):
+            return float("inf")
+        return time.monotonic() + self.ready_after
+
     def _ready(self, ready_at: Mapping[str, float], rev: str | None) -> bool:
         return rev is not None and time.monotonic() >= ready_at.get(rev, float("inf"))
 
@@ -195,7 +204,7 @@ class KServeStandIn:
         if not kn.revisions or kn.revisions[-1][1] != config_hash:
             rev = f"{name}-predictor-{len(kn.revisions) + 1:05d}"
             kn.revisions.append((rev, config_hash))
-            kn.ready_at[rev] = time.monotonic() + self.ready_after
+            kn.ready_at[rev] = self._ready_time(predictor)
         latest = kn.revisions[-1][0]
         latest_ready = next(
             (r for r, _ in reversed(kn.revisions) if self._ready(kn.ready_at, r)), None
@@ -249,8 +258,11 @@ class KServeStandIn:
         sd = self._standard.setdefault(key, _Standard())
         stable = (spec.get("predictor") or {}).get("name") or "predictor"
         canaries = spec.get("canary") or []
-        for variant in [stable] + [(c.get("predictor") or {}).get("name", "") for c in canaries]:
-            sd.ready_at.setdefault(variant, time.monotonic() + self.ready_after)
+        variants = [(stable, spec.get("predictor"))] + [
+            ((c.get("predictor") or {}).get("name", ""), c) for c in canaries
+        ]
+        for variant, variant_spec in variants:
+            sd.ready_at.setdefault(variant, self._ready_time(variant_spec))
         statuses = [
             {
                 "name": (c.get("predictor") or {}).get("name", ""),

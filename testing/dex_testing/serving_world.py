@@ -152,6 +152,42 @@ def build(root: Path, n_reference: int = 3000, n_batch: int = 1100) -> World:
     return world
 
 
+def register_copies(world: World, count: int) -> list[str]:
+    """``count`` new versions of the champion (version 1): the same model, contract and
+    reference data, logged again so each has its own storage URI, as retraining on unchanged
+    data would produce. Returns their version numbers."""
+    import tempfile
+
+    import mlflow
+
+    mlflow.set_tracking_uri(world.tracking_uri)
+    mlflow.set_registry_uri(world.tracking_uri)
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version(MODEL_NAME, "1")
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/1")
+    experiment = client.get_run(champion.run_id or "").info.experiment_id
+    versions = []
+    with tempfile.TemporaryDirectory() as scratch:
+        reference = mlflow.artifacts.download_artifacts(
+            run_id=champion.run_id, artifact_path="reference", dst_path=scratch
+        )
+        for _ in range(count):
+            with mlflow.start_run(experiment_id=experiment):
+                mlflow.log_artifacts(reference, artifact_path="reference")
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    pip_requirements=["scikit-learn", "pandas"],
+                    serialization_format="cloudpickle",
+                    registered_model_name=MODEL_NAME,
+                )
+            version = str(info.registered_model_version)
+            for key, value in champion.tags.items():
+                client.set_model_version_tag(MODEL_NAME, version, key, value)
+            versions.append(version)
+    return versions
+
+
 def _active(dataset: Any) -> list[int]:
     """Customers with activity snapshots (the generator leaves a few without: unknown online)."""
     return sorted(int(k) for k in set(dataset.activity["customer_id"].tolist()))

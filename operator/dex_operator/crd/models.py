@@ -294,6 +294,25 @@ class RolloutSpec(CrdModel):
             ]
         },
     )
+    # 10m as Argo Rollouts' and Flagger's progressDeadlineSeconds (600): long enough for a
+    # model image pull and load, short enough that a canary that never comes up is noticed.
+    progress_deadline: str = Field(
+        default="10m",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="Longest wait for a step to take effect (the canary Ready, KServe showing "
+        "the step's weight) before the rollout rolls back (or, with autoRollback false, stops "
+        "in phase Failed); a first deployment past it is marked Degraded. Holds and analysis "
+        "do not count; a pause restarts it. A duration: 30s, 10m, 1h.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "duration(self) >= duration('1s')",
+                    "spec.rollout.progressDeadline must be >= 1s",
+                )
+            ]
+        },
+    )
     analysis: list[AnalysisGate] = Field(
         default_factory=list, max_length=10, description="Metric gates; all must pass per step."
     )
@@ -425,6 +444,11 @@ class DexModelStatus(CrdModel):
     current_step: int | None = Field(default=None, description="Index into spec.rollout.steps.")
     step_started_at: datetime | None = Field(
         default=None, description="When the current step's hold began (canary Ready at weight)."
+    )
+    waiting_since: datetime | None = Field(
+        default=None,
+        description="When the current wait for progress began (canary Ready, weight shown); "
+        "spec.rollout.progressDeadline counts from it.",
     )
     failed_checks: int = Field(default=0, description="Failed analyses in this rollout.")
     rolled_back_storage_uri: str | None = Field(

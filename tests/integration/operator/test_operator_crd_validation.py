@@ -74,6 +74,16 @@ INVALID = [
     ("step-over-100", variant("rollout.steps", [10, 150]), "spec.rollout.steps[1]"),
     ("interval-words", variant("rollout.interval", "5 minutes"), "spec.rollout.interval"),
     ("interval-zero", variant("rollout.interval", "0s"), "spec.rollout.interval must be >= 1s"),
+    (
+        "deadline-words",
+        variant("rollout.progressDeadline", "ten minutes"),
+        "spec.rollout.progressDeadline",
+    ),
+    (
+        "deadline-zero",
+        variant("rollout.progressDeadline", "0s"),
+        "spec.rollout.progressDeadline must be >= 1s",
+    ),
     ("failure-limit-zero", variant("rollout.failureLimit", 0), "spec.rollout.failureLimit"),
     (
         "error-rate-threshold",
@@ -146,6 +156,7 @@ def test_valid_dexmodel_gets_server_side_defaults(kubeconfig: Path, namespace: s
     assert rollout["steps"] == [10, 25, 50]
     assert rollout["interval"] == "1m"
     assert rollout["failureLimit"] == 2
+    assert rollout["progressDeadline"] == "10m"
     assert rollout["analysis"][0]["provider"] == "prometheus"
     assert stored["spec"]["serving"]["protocol"] == "v2"
     # shortName, category and printer columns are what users see.

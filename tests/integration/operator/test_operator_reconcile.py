@@ -173,6 +173,42 @@ def test_failing_canary_rolls_back(
     assert sum(e["reason"] == "AnalysisFailed" for e in events) == 2
 
 
+def test_a_canary_that_never_becomes_ready_rolls_back_at_the_progress_deadline(
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    kserve: KServeStandIn,
+    drift: DriftEndpoint,
+) -> None:
+    name = "stuck"
+    never = "s3://models/churn/never-loads"
+    kserve.never_ready.add(never)
+    drift.set(name, uri_version(never), 0.01)
+    obj = dexmodel(name, namespace, storage_uri=V1, steps=[10, 50], progressDeadline="4s")
+    assert apply(kubeconfig, obj).returncode == 0
+    wait_phase(kubeconfig, namespace, name, "Promoted")
+    set_uri(kubeconfig, namespace, name, never)
+    dm = wait_phase(kubeconfig, namespace, name, "RolledBack", 40)
+    message = (
+        f"canary version {uri_version(never)} did not become Ready within 4s "
+        f"(spec.rollout.progressDeadline); stable {uri_version(V1)} serves 100%"
+    )
+    degraded = condition(dm, "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == (
+        "True",
+        "ProgressDeadlineExceeded",
+        message,
+    )
+    assert dm["status"]["stableVersion"] == uri_version(V1)
+    # It never got traffic, and the stable predictor was never replaced.
+    assert final_history(kserve, namespace, name) == [None, 0, None]
+    isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
+    assert "canary" not in isvc["spec"]
+    assert f"--model={V1}" in isvc["spec"]["predictor"]["containers"][0]["args"]
+    rolled = [e for e in events_for(kubeconfig, namespace, name) if e["reason"] == "RolledBack"]
+    assert [(e["type"], e["message"]) for e in rolled] == [("Warning", message)]
+
+
 def test_abort_annotation_rolls_back(
     kubeconfig: Path,
     namespace: str,

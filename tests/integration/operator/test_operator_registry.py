@@ -5,10 +5,6 @@ tests that need it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +18,7 @@ from dex_operator.crd.models import ModelSource
 from dex_operator.registry import MlflowRegistry, RegistryError
 from dex_testing.devcluster import eventually
 from dex_testing.kserve_standin import KServeStandIn
+from dex_testing.mlflow_server import mlflow_server
 from dexctl.processes import free_ports
 
 pytestmark = [
@@ -35,45 +32,8 @@ MODEL = "churn-classifier"
 
 @pytest.fixture(scope="module")
 def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("mlflow")
-    (port,) = free_ports(1)
-    log = (work / "server.log").open("wb")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(work / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, (work / "server.log").read_text()[-3000:]
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-
-    try:
-        eventually(up, timeout=120, interval=0.5, what="mlflow server up")
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # mlflow forks workers: stop the whole group
-        proc.wait(timeout=30)
-        log.close()
 
 
 def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +108,8 @@ def test_operator_follows_alias_and_checks_feature_contract(
     drift: DriftEndpoint,
 ) -> None:
     operator_factory(DEX_MLFLOW_URL=mlflow_url)  # type: ignore[operator]
-    drift.set(MODEL, "2", 0.01)
+    # The served name (the DexModel's), as the monitor labels what its transformer saw.
+    drift.set("champ", "2", 0.01)
     obj = {
         "apiVersion": "dex.dataenginex.io/v1alpha1",
         "kind": "DexModel",

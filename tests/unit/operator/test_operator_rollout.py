@@ -39,6 +39,7 @@ def make_spec(
     strategy: str = "Canary",
     auto_rollback: bool = True,
     paused: bool = False,
+    progress_deadline: str = "10m",
 ) -> DexModelSpec:
     return DexModelSpec.model_validate(
         {
@@ -50,6 +51,7 @@ def make_spec(
                 "failureLimit": failure_limit,
                 "autoRollback": auto_rollback,
                 "paused": paused,
+                "progressDeadline": progress_deadline,
                 "analysis": [
                     AnalysisGate(name=f"g{i}", metric="errorRate", threshold=0.05).model_dump(
                         by_alias=True
@@ -189,15 +191,17 @@ def test_new_version_deploys_canary_at_zero_until_ready() -> None:
     )
     assert d.plan == Plan(V1, V2, 0)
     assert d.status.phase == "Progressing"
-    # Not ready: weight stays 0 however long we wait.
+    # Not ready: weight stays 0 until the progress deadline (default 10m).
     later = decide(
         spec,
         d.status,
         V2,
         Observed(exists=True, current=True, stable_ready=True),
-        now=T0 + timedelta(hours=1),
+        now=T0 + timedelta(minutes=9, seconds=59),
     )
     assert later.plan == Plan(V1, V2, 0)
+    assert later.requeue_after == pytest.approx(1.0)
+    assert later.status.phase == "Progressing"
     ready = decide(
         spec,
         d.status,
@@ -235,6 +239,119 @@ def test_hold_starts_only_when_weight_is_observed() -> None:
     due = decide(spec, held, V2, shown, now=T0 + timedelta(seconds=30))
     assert due.analysis_due
     assert due.status == held
+
+
+NOT_READY = Observed(exists=True, current=True, stable_ready=True)
+LAGGING = Observed(
+    exists=True, current=True, stable_ready=True, canary_ready=True, canary_traffic=0
+)
+
+
+def condition(status: DexModelStatus, kind: str) -> tuple[str, str, str]:
+    (cond,) = [c for c in status.conditions if c.type == kind]
+    return cond.status, cond.reason, cond.message
+
+
+def test_a_canary_never_ready_rolls_back_at_the_progress_deadline() -> None:
+    spec = make_spec([10, 50], progress_deadline="5m")
+    started = decide(spec, promoted_on(V1), V2, NOT_READY, now=T0)
+    assert started.status.waiting_since == T0
+    waiting = decide(spec, started.status, V2, NOT_READY, now=T0 + timedelta(minutes=4))
+    assert waiting.plan == Plan(V1, V2, 0)
+    assert waiting.requeue_after == pytest.approx(60.0)
+    late = decide(spec, waiting.status, V2, NOT_READY, now=T0 + timedelta(minutes=5))
+    assert late.plan == Plan(V1)
+    assert late.status.phase == "RolledBack"
+    assert late.status.rolled_back_storage_uri == V2.storage_uri
+    message = (
+        "canary version 2 did not become Ready within 5m (spec.rollout.progressDeadline); "
+        "stable 1 serves 100%"
+    )
+    assert condition(late.status, "Degraded") == ("True", "ProgressDeadlineExceeded", message)
+    assert [(e.type, e.reason, e.message) for e in late.events] == [
+        ("Warning", "RolledBack", message)
+    ]
+
+
+def test_a_step_weight_never_shown_hits_the_deadline_counted_from_the_step() -> None:
+    spec = make_spec([10, 50], progress_deadline="2m")
+    d = decide(spec, promoted_on(V1), V2, NOT_READY, now=T0)
+    # Ready 90 s later: the first step starts and the deadline starts afresh with it.
+    step = decide(spec, d.status, V2, LAGGING, now=T0 + timedelta(seconds=90))
+    assert step.plan == Plan(V1, V2, 10)
+    assert step.status.waiting_since == T0 + timedelta(seconds=90)
+    lag = decide(spec, step.status, V2, LAGGING, now=T0 + timedelta(seconds=209))
+    assert lag.plan == Plan(V1, V2, 10)
+    assert lag.requeue_after == pytest.approx(1.0)
+    late = decide(spec, lag.status, V2, LAGGING, now=T0 + timedelta(seconds=210))
+    assert late.status.phase == "RolledBack"
+    assert condition(late.status, "Degraded")[2].startswith(
+        "canary version 2 did not serve 10% Ready within 2m"
+    )
+
+
+def test_holds_and_analysis_do_not_count_against_the_deadline() -> None:
+    spec = make_spec([10, 50], progress_deadline="1m")
+    shown = Observed(
+        exists=True, current=True, stable_ready=True, canary_ready=True, canary_traffic=10
+    )
+    d = decide(spec, promoted_on(V1), V2, LAGGING, now=T0)
+    d = decide(spec, d.status, V2, LAGGING, now=T0)
+    held = decide(spec, d.status, V2, shown, now=T0 + timedelta(seconds=50))
+    assert held.status.step_started_at is not None
+    assert held.status.waiting_since is None
+    # Long after the deadline would have passed, the hold still ends in analysis.
+    due = decide(spec, held.status, V2, shown, now=T0 + timedelta(minutes=30))
+    assert due.analysis_due
+    assert due.status.phase == "Progressing"
+
+
+def test_deadline_without_auto_rollback_stops_in_failed() -> None:
+    spec = make_spec([10, 50], progress_deadline="1m", auto_rollback=False)
+    d = decide(spec, promoted_on(V1), V2, NOT_READY, now=T0)
+    late = decide(spec, d.status, V2, NOT_READY, now=T0 + timedelta(minutes=1))
+    assert late.plan == Plan(V1, V2, 0)
+    assert late.status.phase == "Failed"
+    assert condition(late.status, "Degraded")[:2] == ("True", "ProgressDeadlineExceeded")
+    assert [e.reason for e in late.events] == ["ProgressDeadlineExceeded"]
+
+
+def test_a_pause_restarts_the_deadline() -> None:
+    d = decide(make_spec([10, 50], progress_deadline="1m"), promoted_on(V1), V2, NOT_READY, now=T0)
+    paused = decide(
+        make_spec([10, 50], progress_deadline="1m", paused=True),
+        d.status,
+        V2,
+        NOT_READY,
+        now=T0 + timedelta(seconds=30),
+    )
+    assert paused.status.waiting_since is None
+    spec = make_spec([10, 50], progress_deadline="1m")
+    resumed = decide(spec, paused.status, V2, NOT_READY, now=T0 + timedelta(hours=1))
+    assert resumed.status.phase == "Progressing"
+    assert resumed.status.waiting_since == T0 + timedelta(hours=1)
+
+
+def test_a_first_deployment_past_the_deadline_is_degraded_then_recovers() -> None:
+    spec = make_spec([10, 50], progress_deadline="1m")
+    d = decide(spec, DexModelStatus(), V1, Observed(exists=True, current=True), now=T0)
+    late = decide(
+        spec, d.status, V1, Observed(exists=True, current=True), now=T0 + timedelta(minutes=1)
+    )
+    assert late.status.phase == "Pending"
+    assert condition(late.status, "Degraded") == (
+        "True",
+        "ProgressDeadlineExceeded",
+        "version 1 not Ready within 1m (spec.rollout.progressDeadline)",
+    )
+    assert [e.reason for e in late.events] == ["ProgressDeadlineExceeded"]
+    again = decide(
+        spec, late.status, V1, Observed(exists=True, current=True), now=T0 + timedelta(minutes=2)
+    )
+    assert again.events == []  # told once
+    ready = decide(spec, again.status, V1, NOT_READY, now=T0 + timedelta(minutes=3))
+    assert ready.status.phase == "Promoted"
+    assert condition(ready.status, "Degraded")[0] == "False"
 
 
 def test_passing_rollout_takes_every_step_in_order() -> None:
