@@ -43,9 +43,20 @@ $(UV_STAMP):
 
 # `uv sync` installs the default `dev` group: the dev tools, dataenginex with every extra and
 # dataenginex-testing, all editable from this checkout, exactly as uv.lock pins them.
-$(SYNC_STAMP): $(UV_STAMP) uv.lock pyproject.toml testing/pyproject.toml
+# The packaging tests install each image's requirement set offline, as its Dockerfile would:
+# uv's cache must then hold the index pages too, which `uv sync` (lock URLs only) never reads,
+# so a dry-run install into a scratch venv reads them once here.
+$(SYNC_STAMP): $(UV_STAMP) uv.lock pyproject.toml testing/pyproject.toml \
+		$(IMAGE_EXTRAS:%=$(REQUIREMENTS_DIR)/%.txt)
 	@echo '==> setup: syncing $(VENV) with uv.lock (uv sync --frozen)'
 	$(BIN)/uv sync --frozen
+	@echo '==> setup: caching index pages for the images requirement sets (uv pip --dry-run)'
+	@set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	  $(BIN)/uv venv --quiet --python $(BIN)/python "$$scratch/venv"; \
+	  for extra in $(IMAGE_EXTRAS); do \
+	    $(BIN)/uv pip install --quiet --dry-run --python "$$scratch/venv/bin/python" \
+	      -r $(REQUIREMENTS_DIR)/$$extra.txt; \
+	  done
 	@touch $@
 
 setup: $(SYNC_STAMP) ## create .venv and install DEX + dev tools from uv.lock (a no-op when current)
