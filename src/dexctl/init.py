@@ -16,8 +16,9 @@ import yaml
 from pydantic import BaseModel, Field
 from rich.console import Console
 
+from dex.contract import TaskSetting
 from dex.settings import PROJECT_FILE
-from dex.tasks import TaskSetting
+from dex.tasks import resolve_task
 
 console = Console()
 
@@ -133,6 +134,11 @@ def plan_project(
         features[column] = _FEAST_TYPES.get(kind, "String")
     if not features:
         raise ValueError("the file has no feature columns besides key, timestamp and label")
+    # Written out as the task it is, so the file says what the runs will do (and the gate
+    # below fits it); the pipeline's validation checks it again on every run.
+    resolved, problems = resolve_task(frame[label], task, min_class_rows=1)
+    if resolved is None:
+        raise ValueError("; ".join(f"label {label!r}: {p.rule} ({p.detail})" for p in problems))
     stamps = pd.to_datetime(frame[timestamp_column], utc=True)
     span = (stamps.max() - stamps.min()).days
     return InitPlan(
@@ -142,7 +148,7 @@ def plan_project(
         entity_key_type=key_type,
         timestamp_column=timestamp_column,
         label=label,
-        task=task,
+        task=resolved,
         features=features,
         # Every row stays visible to a point-in-time join within the file's span.
         ttl_days=max(span + 1, 1) * 2,
@@ -185,6 +191,7 @@ def write_project(plan: InitPlan, directory: Path) -> dict[str, Path]:
         "registered_model": plan.project.replace("_", "-"),
         "experiment": f"dex-{plan.project.replace('_', '-')}",
         "state_dir": ".dex",
+        # R² above 0 beats predicting the mean; a classifier must beat chance clearly.
         "gates": {"metric": "", "min_value": 0.0 if plan.task == "regression" else 0.6},
     }
     project_file = directory / PROJECT_FILE
