@@ -36,6 +36,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dex_testing.fresh import run_module
+
 START = datetime(2026, 3, 2, tzinfo=UTC)
 DRIFT_ROWS = 120
 DEXCTL = [sys.executable, "-m", "dexctl"]
@@ -276,19 +278,7 @@ def build(name: str, root: Path) -> DataSetWorld:
 
 
 def build_in_subprocess(name: str, root: Path, timeout_s: float = 900) -> DataSetWorld:
-    # No DEX_/MLFLOW_ setting from this process (mlflow.set_tracking_uri exports one): the
-    # project's dex.yaml alone decides, as for a user in a fresh shell.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEX_", "MLFLOW_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "dex_testing.datasets", name, str(root)],
-        env={**env, "MLFLOW_DISABLE_TELEMETRY": "true", "FEAST_USAGE": "False"},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{name} world failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+    run_module("dex_testing.datasets", name, str(root), timeout_s=timeout_s)
     return DataSetWorld.load(root)
 
 

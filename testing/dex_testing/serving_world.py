@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dex.contract import FeatureContract
+from dex_testing.fresh import run_module
 
 MODEL_NAME = "churn-classifier"
 SERVICE = "churn_v1"
@@ -201,19 +202,7 @@ def _mismatched(contract: FeatureContract) -> FeatureContract:
 
 
 def build_in_subprocess(root: Path, timeout_s: float = 600) -> World:
-    import subprocess
-
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "FEAST_USAGE": "False"}
-    done = subprocess.run(
-        [sys.executable, "-m", "dex_testing.serving_world", str(root)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"sandbox build failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+    run_module("dex_testing.serving_world", str(root), timeout_s=timeout_s)
     return World.load(root)
 
 
