@@ -47,9 +47,16 @@ from dex_operator.rollout import (
     decide,
     set_condition,
 )
-from dex_operator.source import FEATURE_SERVICE_MISMATCH, SourceError, resolve_target
+from dex_operator.source import (
+    FEATURE_SERVICE_MISMATCH,
+    RETRIED_REASONS,
+    SourceError,
+    resolve_target,
+)
 
 ACTION_ANNOTATION = f"{GROUP}/rollout-action"
+NOT_OWNED = "NotOwned"
+SOURCE_RESOLVED = "SourceResolved"
 ATTEMPTS = 3
 
 log = logging.getLogger("dex_operator")
@@ -163,14 +170,11 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
     except SourceError as exc:
         _report_source_error(obj, status, before, exc, now)
         return
+    _clear_source_error(status, now)
 
     current = kube.get_isvc(namespace, name)
     if current is not None and not _owned_by(current, meta["uid"]):
-        kopf.warn(
-            _ref(obj),
-            reason="NotOwned",
-            message=f"InferenceService {name} exists and is not owned by this DexModel",
-        )
+        _report_not_owned(obj, status, before, now)
         return
     mode = isvc.resolve_mode(spec, current, kube.cluster_default_mode())
     prior_plan = isvc.plan_from_status(
@@ -193,7 +197,11 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
     new.inference_service = mirror or InferenceServiceStatus(name=name)
     status_changed = new.model_dump(mode="json") != before.model_dump(mode="json")
     desired = _desired(obj, spec, decision, mode)
-    isvc_changed = desired is not None and _spec_hash(desired) != _spec_hash(current)
+    # The hash annotation says what we last rendered; a kubectl edit of the spec leaves it
+    # as it was, so the spec itself is compared too, or an out-of-band edit would stand.
+    isvc_changed = desired is not None and (
+        _spec_hash(desired) != _spec_hash(current) or isvc.drifted(current, desired)
+    )
     if isvc_changed and not status_changed and not fresh:
         # A plan from an old status could undo a later step on the ISVC: confirm it first.
         raise StaleReadError
@@ -246,6 +254,35 @@ def _report_source_error(
     if status.model_dump(mode="json") != before.model_dump(mode="json"):
         kube.patch_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
         kopf.warn(_ref(obj), reason=exc.reason, message=str(exc))
+
+
+def _clear_source_error(status: DexModelStatus, now: datetime) -> None:
+    """spec.model resolved again: a registry error (or refused version) reported in Degraded
+    is over. Left standing, Degraded and the message would go on quoting the outage until the
+    rollout's next transition happened to rewrite them (and the resync timer would run on)."""
+    degraded = next((c for c in status.conditions if c.type == "Degraded"), None)
+    if degraded is None or degraded.status != "True" or degraded.reason not in RETRIED_REASONS:
+        return
+    error = degraded.message
+    set_condition(status, "Degraded", False, SOURCE_RESOLVED, "", now)
+    progressing = next((c for c in status.conditions if c.type == "Progressing"), None)
+    if status.message == error and progressing is not None:
+        status.message = progressing.message  # where the rollout stands
+
+
+def _report_not_owned(
+    obj: dict[str, Any], status: DexModelStatus, before: DexModelStatus, now: datetime
+) -> None:
+    """An InferenceService of our name that this DexModel does not control: someone else's,
+    never adopted nor overwritten. Said in status and, like a source error, one Event per
+    change rather than one per resync. Reconciles go on looking (``handlers.in_motion``), so
+    the DexModel takes over once that InferenceService is gone."""
+    message = f"InferenceService {obj['metadata']['name']} exists and is not owned by this DexModel"
+    status.message = message
+    set_condition(status, "Ready", False, NOT_OWNED, message, now)
+    if status.model_dump(mode="json") != before.model_dump(mode="json"):
+        kube.patch_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
+        kopf.warn(_ref(obj), reason=NOT_OWNED, message=message)
 
 
 def _providers(spec: DexModelSpec) -> dict[str, Provider]:

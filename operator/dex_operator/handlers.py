@@ -64,7 +64,10 @@ def in_motion(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any) -
         return True
     if status.get("observedGeneration") != meta.get("generation"):
         return True
-    return any(c.get("reason") in RETRIED_REASONS for c in status.get("conditions") or [])
+    # An InferenceService not ours (NotOwned) may be deleted by its owner at any time: the
+    # resync is what notices, its events do not reach us (it carries no DexModel label).
+    waiting = RETRIED_REASONS | {controller.NOT_OWNED}
+    return any(c.get("reason") in waiting for c in status.get("conditions") or [])
 
 
 def follows_alias(spec: kopf.Spec, **_: Any) -> bool:

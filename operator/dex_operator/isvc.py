@@ -272,6 +272,27 @@ def render(
     }
 
 
+def drifted(current: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
+    """Whether ``current``'s spec departs from ``desired``'s in something we render (an
+    out-of-band edit). Keys only ``current`` has (defaults KServe's webhook adds) are not
+    drift: comparing whole specs would patch against the defaulter at every reconcile."""
+    return current is not None and not _covers(current.get("spec") or {}, desired["spec"])
+
+
+def _covers(have: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(
+            key in have and _covers(have[key], value) for key, value in want.items()
+        )
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(have) == len(want)
+            and all(_covers(h, w) for h, w in zip(have, want, strict=True))
+        )
+    return bool(have == want)
+
+
 # --------------------------------------------------------------------------- observation
 
 

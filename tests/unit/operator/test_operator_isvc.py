@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -286,3 +287,23 @@ def test_merge_diff_removes_and_replaces() -> None:
     new = {"predictor": {"name": "v2", "minReplicas": 1}}
     assert merge_diff(old, new) == {"predictor": {"name": "v2"}, "canary": None}
     assert merge_diff(new, new) == {}
+
+
+def test_drifted_sees_edits_of_rendered_fields_not_added_defaults() -> None:
+    desired = {"spec": render_spec(spec(), Plan(V1, V2, 10), "Standard")}
+    assert not isvc.drifted(None, desired)
+    assert not isvc.drifted(copy.deepcopy(desired), desired)
+    # What an admission webhook adds (a key we do not render) is not an edit.
+    defaulted = copy.deepcopy(desired)
+    defaulted["spec"]["predictor"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}}
+    assert not isvc.drifted(defaulted, desired)
+    # A kubectl edit of a value we render, or of a list's length, is.
+    traffic = copy.deepcopy(desired)
+    traffic["spec"]["canary"][0]["trafficPercent"] = 90
+    assert isvc.drifted(traffic, desired)
+    args = copy.deepcopy(desired)
+    args["spec"]["predictor"]["containers"][0]["args"].append("--extra")
+    assert isvc.drifted(args, desired)
+    removed = copy.deepcopy(desired)
+    del removed["spec"]["canary"]
+    assert isvc.drifted(removed, desired)
