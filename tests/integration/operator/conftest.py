@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from dex_testing.operator_process import OperatorProcess
 # The shared helpers sit next to this file; test modules find them through pytest's rootdir
 # insertion, this conftest may be imported before any of them.
 sys.path.insert(0, str(Path(__file__).parent))
-from opkit import CRD_DIR, ISVC_CRD, DriftEndpoint, kubectl
+from opkit import CRD_DIR, ISVC_CRD, DriftEndpoint, kubectl, scratch_namespace
 
 from dex_testing.devcluster import eventually
 from dexctl.processes import free_ports
@@ -55,24 +54,8 @@ def crds(kubeconfig: Path) -> None:
 
 @pytest.fixture(scope="module")
 def namespace(kubeconfig: Path, crds: None) -> Iterator[str]:
-    name = f"dex-op-{uuid.uuid4().hex[:6]}"
-    kubectl(kubeconfig, "create", "namespace", name)
-    yield name
-    # Operators may be gone by now: drop our finalizer so the namespace can terminate.
-    listed = kubectl(kubeconfig, "get", "dm", "-n", name, "-o", "name", check=False)
-    for ref in listed.stdout.split():
-        kubectl(
-            kubeconfig,
-            "patch",
-            ref,
-            "-n",
-            name,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-            check=False,
-        )
-    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+    with scratch_namespace(kubeconfig, "dex-op") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -169,3 +172,36 @@ def final_history(kserve: Any, namespace: str, name: str, timeout: float = 15) -
     )
     history: list[int | None] = kserve.history(namespace, name)
     return history
+
+
+def mlflow_post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One call of MLflow's REST API (``/api/2.0/mlflow/<path>``), as the training pipeline's
+    client makes it."""
+    resp = httpx.post(f"{url}/api/2.0/mlflow/{path}", json=body, timeout=10)
+    resp.raise_for_status()
+    return dict(resp.json())
+
+
+@contextmanager
+def scratch_namespace(kubeconfig: Path, prefix: str) -> Iterator[str]:
+    """A new namespace, deleted afterwards; any operator is gone by then, so DexModel
+    finalizers are dropped first or the namespace could never terminate."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kubectl(kubeconfig, "create", "namespace", name)
+    try:
+        yield name
+    finally:
+        listed = kubectl(kubeconfig, "get", "dm", "-n", name, "-o", "name", check=False)
+        for ref in listed.stdout.split():
+            kubectl(
+                kubeconfig,
+                "patch",
+                ref,
+                "-n",
+                name,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
+        kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)

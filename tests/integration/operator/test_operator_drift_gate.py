@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from opkit import apply, condition, events_for, get_json, sample_value
+from opkit import apply, condition, events_for, get_json, mlflow_post, sample_value
 
 from dex.metrics import DRIFT_SHARE
 from dex_serving.settings import DriftSettings
@@ -101,11 +101,11 @@ def _traffic(world: World, monitor: ServingURLs, version: str, keys: list[int]) 
 
 
 def _move_champion(mlflow_url: str, version: str) -> None:
-    httpx.post(
-        f"{mlflow_url}/api/2.0/mlflow/registered-models/alias",
-        json={"name": MODEL_NAME, "alias": "champion", "version": version},
-        timeout=10,
-    ).raise_for_status()
+    mlflow_post(
+        mlflow_url,
+        "registered-models/alias",
+        {"name": MODEL_NAME, "alias": "champion", "version": version},
+    )
 
 
 def test_rollouts_gated_by_the_drift_the_monitor_measured(

@@ -43,6 +43,8 @@ from opkit import (
     final_history,
     get_json,
     kubectl,
+    mlflow_post,
+    scratch_namespace,
     uri_version,
 )
 from prometheus_client import make_wsgi_app
@@ -81,24 +83,8 @@ ROLLOUT_FIELDS = (
 @pytest.fixture
 def ns(kubeconfig: Path, crds: None) -> Iterator[str]:
     """A namespace per test: its Events and objects are this test's alone."""
-    name = f"dex-fail-{uuid.uuid4().hex[:6]}"
-    kubectl(kubeconfig, "create", "namespace", name)
-    yield name
-    # The operator is stopped by now (fixtures end in reverse order): drop any finalizer.
-    listed = kubectl(kubeconfig, "get", "dm", "-n", name, "-o", "name", check=False)
-    for ref in listed.stdout.split():
-        kubectl(
-            kubeconfig,
-            "patch",
-            ref,
-            "-n",
-            name,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-            check=False,
-        )
-    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+    with scratch_namespace(kubeconfig, "dex-fail") as name:
+        yield name
 
 
 StartOperator = Callable[..., OperatorProcess]
@@ -194,18 +180,12 @@ def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    resp = httpx.post(f"{url}/api/2.0/mlflow/{path}", json=body, timeout=10)
-    resp.raise_for_status()
-    return dict(resp.json())
-
-
 def register(mlflow_url: str, model: str, versions: int) -> None:
     """``versions`` versions of ``model`` (storage s3://dex-models/<model>/<n>), champion -> 1;
     through the REST API, as the training pipeline's client would."""
-    _post(mlflow_url, "registered-models/create", {"name": model})
+    mlflow_post(mlflow_url, "registered-models/create", {"name": model})
     for v in range(1, versions + 1):
-        _post(
+        mlflow_post(
             mlflow_url,
             "model-versions/create",
             {"name": model, "source": f"s3://dex-models/{model}/{v}"},
@@ -214,7 +194,7 @@ def register(mlflow_url: str, model: str, versions: int) -> None:
 
 
 def move_alias(mlflow_url: str, model: str, version: str) -> None:
-    _post(
+    mlflow_post(
         mlflow_url,
         "registered-models/alias",
         {"name": model, "alias": "champion", "version": version},

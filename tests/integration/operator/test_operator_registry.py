@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from opkit import DriftEndpoint, apply, final_history, get_json
+from opkit import DriftEndpoint, apply, final_history, get_json, mlflow_post
 
 from dex.contract import TAG_FEATURE_SERVICE
 from dex_operator.crd.models import ModelSource
@@ -36,21 +35,15 @@ def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    resp = httpx.post(f"{url}/api/2.0/mlflow/{path}", json=body, timeout=10)
-    resp.raise_for_status()
-    return dict(resp.json())
-
-
 @pytest.fixture(scope="module")
 def registered(mlflow_url: str) -> dict[str, str]:
     """Two versions of churn-classifier with the feature-contract tag, alias champion -> 1.
     Registered through MLflow's REST API, as the training pipeline's client would."""
-    _post(mlflow_url, "registered-models/create", {"name": MODEL})
+    mlflow_post(mlflow_url, "registered-models/create", {"name": MODEL})
     sources = {}
     for v in ("1", "2"):
         source = f"s3://dex-models/churn/{v}"
-        mv = _post(
+        mv = mlflow_post(
             mlflow_url,
             "model-versions/create",
             {
@@ -60,7 +53,7 @@ def registered(mlflow_url: str) -> dict[str, str]:
             },
         )["model_version"]
         sources[mv["version"]] = source
-    _post(
+    mlflow_post(
         mlflow_url, "registered-models/alias", {"name": MODEL, "alias": "champion", "version": "1"}
     )
     return sources
@@ -144,7 +137,7 @@ def test_operator_follows_alias_and_checks_feature_contract(
     assert f"--predictor-host=champ-predictor.{namespace}" in transformer["args"]
 
     # The promotion pipeline moves the alias; the operator's registry poll notices.
-    _post(
+    mlflow_post(
         mlflow_url, "registered-models/alias", {"name": MODEL, "alias": "champion", "version": "2"}
     )
     eventually(
