@@ -91,6 +91,13 @@ SERVING_PORT = 8080
 CONTAINER_NAME = "kserve-container"
 # Where serving/Dockerfile copies the Feast definitions (store locations come from env).
 FEATURE_REPO = "/opt/dex/feature_repo"
+# The transformer's inference-event spool: an emptyDir, so events outlive a monitor restart
+# (they outlive the container too; the pod's own end loses them). The operator mounts the
+# volume, so it owns the bound; the volume's limit leaves room for the batch being written,
+# since kubelet evicts a pod whose emptyDir outgrows its sizeLimit.
+EVENT_SPOOL_DIR = "/var/lib/dex/event-spool"
+EVENT_SPOOL_BYTES = 256 * 2**20
+EVENT_SPOOL_LIMIT = "320Mi"
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,11 @@ def transformer_args(
         f"--predictor-protocol={serving.protocol}",
     ]
     if serving.logger:
-        args.append(f"--monitor-url={serving.logger.url}")
+        args += [
+            f"--monitor-url={serving.logger.url}",
+            f"--event-spool={EVENT_SPOOL_DIR}",
+            f"--event-spool-bytes={EVENT_SPOOL_BYTES}",
+        ]
     return [*args, "--host=0.0.0.0", f"--port={SERVING_PORT}"]
 
 
@@ -194,7 +205,14 @@ def _transformer(
     if spec.features is None:
         return None
     args = transformer_args(spec, stable, name, namespace, endpoints)
-    return {"containers": [_container(spec.features.image, args, spec)]}
+    container = _container(spec.features.image, args, spec)
+    transformer: dict[str, Any] = {"containers": [container]}
+    if spec.serving.logger:
+        container["volumeMounts"] = [{"name": "event-spool", "mountPath": EVENT_SPOOL_DIR}]
+        transformer["volumes"] = [
+            {"name": "event-spool", "emptyDir": {"sizeLimit": EVENT_SPOOL_LIMIT}}
+        ]
+    return transformer
 
 
 def render_spec(

@@ -133,10 +133,19 @@ def test_serving_features_and_logger_are_rendered() -> None:
         "--predictor-host=churn-predictor.ns",
         "--predictor-protocol=v1",
         "--monitor-url=http://monitor:8080",
+        "--event-spool=/var/lib/dex/event-spool",
+        f"--event-spool-bytes={256 * 2**20}",
         "--host=0.0.0.0",
         "--port=8080",
     ]
     assert transformer["env"] == [{"name": "PROTOCOL", "value": "v1"}]
+    # A monitor restart must not lose events: they wait on a volume the pod keeps.
+    assert transformer["volumeMounts"] == [
+        {"name": "event-spool", "mountPath": "/var/lib/dex/event-spool"}
+    ]
+    assert out["transformer"]["volumes"] == [
+        {"name": "event-spool", "emptyDir": {"sizeLimit": "320Mi"}}
+    ]
 
 
 def test_logger_without_transformer_goes_on_the_predictor() -> None:

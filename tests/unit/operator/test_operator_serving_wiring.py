@@ -63,6 +63,10 @@ def test_rendered_args_parse_with_the_serving_cli(mode: isvc.Mode, protocol: str
             assert settings.predictor_host == "churn-predictor.ns"
             assert settings.predictor_protocol == protocol
             assert settings.monitor_url == "http://dex-monitor.dex:8082"
+            # The spool lives on the volume the transformer mounts.
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert str(settings.event_spool) in mounts
+            assert settings.event_spool_bytes == isvc.EVENT_SPOOL_BYTES
         else:
             assert isinstance(settings, PredictorSettings)
             assert settings.served_name == "churn"
