@@ -4,7 +4,8 @@ create/update/resume react at once; a change of the owned InferenceService (KSer
 readiness or traffic) wakes its DexModel; timers run only while time can change the outcome
 (a hold expiring, readiness awaited, a registry retry, an alias to poll), so settled models
 cost nothing at rest. Every trigger runs the same level-based reconcile (see ``controller``
-for what it does and in which order it writes).
+for what it does and in which order it writes). KServe's serving pods are watched too: one
+that cannot get its image is reported on its DexModel (``pods``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from dex_operator import GROUP, VERSION, controller, isvc, kube
+from dex_operator import GROUP, VERSION, controller, isvc, kube, pods
 from dex_operator.config import CONFIG
 from dex_operator.source import RETRIED_REASONS
 
@@ -121,6 +122,21 @@ def on_isvc_event(
     for ref in meta.get("ownerReferences") or []:
         if ref.get("controller") and ref.get("kind") == "DexModel":
             controller.reconcile(namespace, ref["name"])
+
+
+@kopf.on.event("v1", "pods", labels={pods.ISVC_LABEL: kopf.PRESENT})
+def on_serving_pod_event(
+    type: str | None,
+    body: kopf.Body,
+    labels: kopf.Labels,
+    namespace: str | None,
+    **_: Any,
+) -> None:
+    # KServe's pods of an InferenceService: a container that cannot get its image is
+    # reported on the owning DexModel (pods.py), not left to the progress deadline. on.event
+    # keeps no state on the pod: list and watch are all the ClusterRole grants on pods.
+    assert namespace, "Pod is namespaced"
+    pods.on_pod_event(namespace, labels[pods.ISVC_LABEL], body, deleted=type == "DELETED")
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

@@ -5,6 +5,16 @@ through the real API: it watches InferenceServices and patches their ``status`` 
 the way KServe reports revisions, traffic and readiness in each deployment mode. Everything
 else (API server, CRDs, validation, ownerReferences, RBAC, the operator) is real. Never
 imported by the operator itself.
+
+With ``workloads=True`` (a cluster with a node) it also makes the stable predictor's pods as
+KServe's Standard mode does: a Deployment ``<name>-predictor`` whose pods carry
+``serving.kserve.io/inferenceservice=<name>`` and run the predictor container the
+InferenceService names (image, args, env, ports), behind a Service ``<name>-predictor``
+(port 80 -> 8080), both owned by the InferenceService. That variant is Ready when the
+Deployment's pods are; canary variants get no pods and keep the ``ready_after`` rule. Two
+additions KServe would not make: ``imagePullPolicy: Never`` (the dev node has no registry,
+so an image it lacks fails at once), and, when the container has none, a readiness probe on
+the served model (``GET /v1/models/<name>``) so Ready means loaded.
 """
 
 from __future__ import annotations
@@ -45,10 +55,18 @@ class KServeStandIn:
     """Reports InferenceService status like KServe would; new revisions/variants become
     Ready ``ready_after`` seconds after they first appear."""
 
-    def __init__(self, kubeconfig: Path, *, ready_after: float = 0.3) -> None:
+    def __init__(
+        self, kubeconfig: Path, *, ready_after: float = 0.3, workloads: bool = False
+    ) -> None:
         self.api_client = config.new_client_from_config(config_file=str(kubeconfig))
         self.api = client.CustomObjectsApi(self.api_client)
         self.ready_after = ready_after
+        self.workloads = workloads
+        self.apps = client.AppsV1Api(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+        # Standard-mode InferenceServices whose predictor Deployment is not Ready yet: polled.
+        self._pods_pending: set[tuple[str, str]] = set()
+        self._polled_at = 0.0
         # Models that never load: a revision/variant whose spec mentions one of these strings
         # (a storage URI) never becomes Ready, as a predictor stuck pulling or crash-looping.
         self.never_ready: set[str] = set()
@@ -128,6 +146,9 @@ class KServeStandIn:
             for key, ready_at in self._ready_maps():
                 if any(t > horizon for t in ready_at.values()):
                     keys.add(key)
+            if self._pods_pending and time.monotonic() - self._polled_at >= WORKLOAD_POLL_S:
+                self._polled_at = time.monotonic()
+                keys |= self._pods_pending
             for key in keys:
                 try:
                     self._reconcile(*key)
@@ -148,6 +169,8 @@ class KServeStandIn:
         if obj is None:
             self._knative.pop((namespace, name), None)
             self._standard.pop((namespace, name), None)
+            with self._cond:
+                self._pods_pending.discard((namespace, name))
             return
         annotations = obj["metadata"].get("annotations") or {}
         mode = annotations.get(MODE_ANNOTATION, "Standard")
@@ -156,7 +179,8 @@ class KServeStandIn:
         if mode in ("Knative", "Serverless"):
             status, weight = self._knative_status(key, name, spec)
         else:
-            status, weight = self._standard_status(key, spec)
+            pods_ready = self._predictor_workload(obj) if self.workloads else None
+            status, weight = self._standard_status(key, spec, pods_ready)
         with self._cond:
             seen = self.weights.setdefault(key, [])
             if not seen or seen[-1] != weight:
@@ -253,10 +277,12 @@ class KServeStandIn:
         return status, (int(canary_pct) if in_canary else None)
 
     def _standard_status(
-        self, key: tuple[str, str], spec: dict[str, Any]
+        self, key: tuple[str, str], spec: dict[str, Any], pods_ready: bool | None = None
     ) -> tuple[dict[str, Any], int | None]:
         sd = self._standard.setdefault(key, _Standard())
         stable = (spec.get("predictor") or {}).get("name") or "predictor"
+        if pods_ready is not None:  # the stable variant's pods decide (workloads=True)
+            sd.ready_at[stable] = time.monotonic() if pods_ready else float("inf")
         canaries = spec.get("canary") or []
         variants = [(stable, spec.get("predictor"))] + [
             ((c.get("predictor") or {}).get("name", ""), c) for c in canaries
@@ -277,3 +303,115 @@ class KServeStandIn:
         }
         weight = statuses[0]["trafficPercent"] if statuses else None
         return status, weight
+
+    # ------------------------------------------------------------------ Standard-mode pods
+
+    def _predictor_workload(self, obj: dict[str, Any]) -> bool:
+        """Create or update the predictor's Deployment and Service; whether its pods are
+        Ready (the Deployment rolled out and available)."""
+        meta = obj["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        deployment, service = predictor_workload(obj)
+        workload = deployment["metadata"]["name"]
+        current = _read(self.apps.read_namespaced_deployment, workload, namespace)
+        if current is None:
+            self.apps.create_namespaced_deployment(namespace, deployment)
+        elif (current.metadata.annotations or {}).get(TEMPLATE_HASH) != _template_hash(deployment):
+            # The predictor container changed: KServe rolls the Deployment's pods.
+            patch = {
+                "metadata": {"annotations": deployment["metadata"]["annotations"]},
+                "spec": {"template": deployment["spec"]["template"]},
+            }
+            self.apps.patch_namespaced_deployment(workload, namespace, patch)
+            current = None
+        if _read(self.core.read_namespaced_service, workload, namespace) is None:
+            self.core.create_namespaced_service(namespace, service)
+        ready = current is not None and _rolled_out(current)
+        with self._cond:
+            if ready:
+                self._pods_pending.discard((namespace, name))
+            else:
+                self._pods_pending.add((namespace, name))
+        return ready
+
+
+WORKLOAD_POLL_S = 0.5
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+TEMPLATE_HASH = "dex-testing/template-hash"
+
+
+def _template_hash(deployment: dict[str, Any]) -> str:
+    return _hash(deployment["spec"]["template"])
+
+
+def predictor_workload(isvc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Deployment and Service KServe's Standard mode makes for an InferenceService's
+    (stable) predictor, from its first container."""
+    meta = isvc["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    predictor = (isvc.get("spec") or {}).get("predictor") or {}
+    container = dict((predictor.get("containers") or [{}])[0])
+    container.setdefault("imagePullPolicy", "Never")
+    port = ((container.get("ports") or [{}])[0]).get("containerPort", 8080)
+    container.setdefault(
+        "readinessProbe",
+        {"httpGet": {"path": f"/v1/models/{name}", "port": port}, "periodSeconds": 1},
+    )
+    app = f"isvc.{name}-predictor"
+    labels = {ISVC_LABEL: name, "component": "predictor", "app": app}
+    owner = {
+        "apiVersion": isvc["apiVersion"],
+        "kind": isvc["kind"],
+        "name": name,
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    workload_meta = {
+        "name": f"{name}-predictor",
+        "namespace": namespace,
+        "labels": labels,
+        "ownerReferences": [owner],
+    }
+    template = {"metadata": {"labels": labels}, "spec": {"containers": [container]}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {**workload_meta, "annotations": {TEMPLATE_HASH: _hash(template)}},
+        "spec": {
+            "replicas": max(1, int(predictor.get("minReplicas") or 1)),
+            "selector": {"matchLabels": {"app": app}},
+            "template": template,
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": workload_meta,
+        "spec": {
+            "selector": {"app": app},
+            "ports": [{"name": "http", "port": 80, "targetPort": port}],
+        },
+    }
+    return deployment, service
+
+
+def _read(read: Any, name: str, namespace: str) -> Any:
+    try:
+        return read(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _rolled_out(deployment: Any) -> bool:
+    status = deployment.status
+    wanted = deployment.spec.replicas or 1
+    return bool(
+        status is not None
+        and (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
+        and (status.updated_replicas or 0) >= wanted
+        and (status.ready_replicas or 0) >= wanted
+        and (status.replicas or 0) == wanted
+    )

@@ -73,7 +73,8 @@ class NodeConfig(BaseModel):
     node_link: str = Field(default="dex-node0", description="Link holding the node IP.")
     image_archives: list[Path] = Field(
         default_factory=list,
-        description="OCI/docker image archives to import into containerd (imagePullPolicy: Never).",
+        description="OCI/docker image archives to import into containerd (imagePullPolicy: "
+        "Never); each image is also tagged <repository>:dev (see DEV_TAG).",
     )
     ready_timeout: float = Field(default=120.0, gt=0)
     drain_timeout: float = Field(default=60.0, gt=0)
@@ -552,6 +553,9 @@ class NodeStarter:
         for archive in archives:
             self.progress(f"importing image archive {archive.name} into containerd")
             ctr(node.containerd_socket, "images", "import", str(archive))
+        for name in _image_names(node.containerd_socket):
+            if name not in (node.pause_image, node.hello_image) and (alias := dev_alias(name)):
+                ctr(node.containerd_socket, "images", "tag", "--force", name, alias)
         node.images = sorted(
             line.split()[0]
             for line in ctr(node.containerd_socket, "images", "ls").splitlines()[1:]
@@ -606,6 +610,25 @@ class NodeStarter:
         self.progress("waiting for kube-proxy's first iptables sync")
         metrics = f"http://127.0.0.1:{ports['kube_proxy_metrics']}/metrics"
         proxy.wait_ready(lambda: _proxy_synced(metrics), timeout=60.0, what="synced")
+
+
+# Imported images are also tagged `<repository>:dev`: a content-keyed tag such as
+# localhost/dex/dex-operator:2b5afa8e4d169b82 changes with the tree, and a manifest meant for
+# the dev node (manifests/dev-node) names the image it runs without knowing the key.
+DEV_TAG = "dev"
+
+
+def dev_alias(name: str) -> str | None:
+    """``repo:tag`` -> ``repo:dev`` (None for a digest, or a name already tagged dev)."""
+    repository, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag or "@" in name or tag == DEV_TAG:
+        return None
+    return f"{repository}:{DEV_TAG}"
+
+
+def _image_names(socket: Path) -> list[str]:
+    listed = ctr(socket, "images", "ls", "--quiet").split()
+    return [name for name in listed if not name.startswith("sha256:")]
 
 
 def _ctr_ok(socket: Path) -> bool:

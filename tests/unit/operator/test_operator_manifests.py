@@ -44,7 +44,7 @@ def test_operator_extra_pulls_no_heavy_stack() -> None:
         assert heavy not in names
 
 
-@pytest.mark.parametrize("folder", ["crd", "rbac", "operator", "samples", "default"])
+@pytest.mark.parametrize("folder", ["crd", "rbac", "operator", "samples", "default", "dev-node"])
 def test_each_folder_is_a_kustomization(folder: str) -> None:
     kustomization = yaml.safe_load((MANIFESTS / folder / "kustomization.yaml").read_text())
     for resource in kustomization["resources"]:
@@ -85,3 +85,60 @@ def test_samples_validate_against_the_pydantic_models() -> None:
         for doc in load_all(path):
             model = DexModelSpec if doc["kind"] == "DexModel" else DexPipelineSpec
             model.model_validate(doc["spec"])
+
+
+def test_pods_are_only_listed_and_watched() -> None:
+    """The serving-pod watch (image pull failures) reads pods and nothing more."""
+    (role,) = load_all(MANIFESTS / "rbac" / "cluster_role.yaml")
+    rules = [r for r in role["rules"] if "pods" in r["resources"]]
+    assert rules == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+
+
+def test_dev_node_overlay_runs_the_image_the_node_imported() -> None:
+    """manifests/dev-node: manifests/default with the operator image the dev node tags
+    ``localhost/dex/dex-operator:dev`` (devcluster.node.DEV_TAG), never pulled."""
+    import shutil
+    import subprocess
+
+    from dex_testing.devcluster.node import DEV_TAG
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (its built-in kustomize) is not installed")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(MANIFESTS / "dev-node")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    default = subprocess.run(
+        [kubectl, "kustomize", str(MANIFESTS / "default")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    assert kinds == sorted(
+        (d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(default) if d
+    )
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"localhost/dex/dex-operator:{DEV_TAG}"
+    assert container["imagePullPolicy"] == "Never"
+
+
+@pytest.mark.parametrize(
+    ("imported", "alias"),
+    [
+        ("localhost/dex/dex-operator:2b5afa8e4d169b82", "localhost/dex/dex-operator:dev"),
+        ("localhost:5000/dex/dex-serving:1", "localhost:5000/dex/dex-serving:dev"),
+        ("localhost/dex/dex-operator:dev", None),
+        ("localhost:5000/dex/dex-serving", None),
+        ("localhost/dex/dex-serving@sha256:abc", None),
+    ],
+)
+def test_the_node_tags_imported_images_dev(imported: str, alias: str | None) -> None:
+    from dex_testing.devcluster.node import dev_alias
+
+    assert dev_alias(imported) == alias

@@ -1,0 +1,256 @@
+"""DEX on a real node, driven as a user drives it: ``kubectl`` and HTTP to Services.
+
+The operator runs as a pod from ``manifests/dev-node`` (``kubectl apply --server-side -k``),
+with its ServiceAccount, ClusterRole and probes; its metrics are scraped through its Service.
+A DexModel names version 1 of a model registered in an MLflow server that runs in the
+cluster; the operator pod resolves it there and renders the InferenceService.
+
+KServe's controller is not in this stack yet. The InferenceService CRD is installed, and
+``KServeStandIn(workloads=True)`` plays the controller from the host: it makes the predictor
+pods as KServe's Standard mode does (a Deployment whose pods carry
+``serving.kserve.io/inferenceservice=<name>`` and run the image and args the operator rendered
+in the InferenceService's predictor container, and a Service ``<name>-predictor``), and it
+reports the InferenceService Ready from that Deployment's readiness. The pods, the dex-serving
+image, the predictor loading the model from the in-cluster MLflow, the Services and the
+operator are all real.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dexctl.polling import eventually
+
+from .conftest import FEATURES, MODEL, NAMESPACE, DexCluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(name="node")]
+
+SERVED = "classifier"  # the DexModel, its InferenceService and the served model name
+MISSING_IMAGE = "localhost/dex/dex-serving:not-loaded"
+
+
+def dexmodel(name: str, cluster: DexCluster, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "dex.dataenginex.io/v1alpha1",
+        "kind": "DexModel",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"name": MODEL, "version": "1", "registryUrl": cluster.mlflow_url},
+            "serving": {"image": image, "deploymentMode": "Standard", "protocol": "v2"},
+        },
+    }
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == kind), None)
+
+
+def reporter(event: dict[str, Any]) -> str | None:
+    return (event.get("source") or {}).get("component") or event.get("reportingComponent")
+
+
+def is_true(obj: dict[str, Any], kind: str) -> bool:
+    return (condition(obj, kind) or {}).get("status") == "True"
+
+
+@pytest.fixture(scope="module")
+def served(dex_cluster: DexCluster) -> dict[str, Any]:
+    """The DexModel applied with kubectl, once its predictor pod serves (DexModel Ready)."""
+    kubectl = dex_cluster.kubectl
+    began = time.monotonic()
+    kubectl.apply(dexmodel(SERVED, dex_cluster, dex_cluster.serving_image))
+
+    def ready() -> dict[str, Any] | None:
+        obj: dict[str, Any] = kubectl.json("dexmodel", SERVED, "-n", NAMESPACE)
+        return obj if is_true(obj, "Ready") else None
+
+    selector = f"serving.kserve.io/inferenceservice={SERVED}"
+    try:
+        obj = eventually(ready, timeout=300, interval=0.5, what=f"DexModel {SERVED} Ready")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{kubectl.diagnose(NAMESPACE, selector)}") from exc
+    dex_cluster.timings["dexmodel_ready_s"] = round(time.monotonic() - began, 1)
+    (pod,) = kubectl.json("pods", "-n", NAMESPACE, "-l", selector)["items"]
+    dex_cluster.timings["predictor_pod_ready_s"] = _pod_ready_seconds(pod)
+    return obj
+
+
+def _pod_ready_seconds(pod: dict[str, Any]) -> float:
+    """From the pod's creation to its Ready condition (the API's second resolution)."""
+    from datetime import datetime
+
+    created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"])
+    ready = condition(pod, "Ready")
+    assert ready is not None
+    assert ready["status"] == "True"
+    return (datetime.fromisoformat(ready["lastTransitionTime"]) - created).total_seconds()
+
+
+def test_operator_pod_from_the_overlay_reconciles_a_dexmodel_into_an_inferenceservice(
+    dex_cluster: DexCluster, served: dict[str, Any]
+) -> None:
+    kubectl = dex_cluster.kubectl
+    # The operator is the overlay's pod: its image, its ServiceAccount, Ready by its probe.
+    (pod,) = kubectl.json("pods", "-n", "dex-system", "-l", "app.kubernetes.io/name=dex-operator")[
+        "items"
+    ]
+    assert pod["spec"]["serviceAccountName"] == "dex-operator"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == dex_cluster.operator_image
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert is_true(pod, "Ready")
+    assert all(c["restartCount"] == 0 for c in pod["status"]["containerStatuses"])
+
+    status = served["status"]
+    assert status["phase"] == "Promoted"
+    assert status["stableVersion"] == "1"
+    assert status["resolvedFrom"] == f"{MODEL}:1"
+
+    isvc = kubectl.json("inferenceservice", SERVED, "-n", NAMESPACE)
+    (owner,) = isvc["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("DexModel", SERVED, True)
+    assert owner["uid"] == served["metadata"]["uid"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    (predictor,) = isvc["spec"]["predictor"]["containers"]
+    assert predictor["image"] == dex_cluster.serving_image
+    assert f"--model=models:/{MODEL}/1" in predictor["args"]
+    assert f"--tracking-uri={dex_cluster.mlflow_url}" in predictor["args"]
+    assert f"--served-name={SERVED}" in predictor["args"]
+
+    events = kubectl.json(
+        "events", "-n", NAMESPACE, f"--field-selector=involvedObject.name={SERVED}"
+    )["items"]
+    promoted = [e for e in events if e["reason"] == "Promoted"]
+    assert promoted, [e["reason"] for e in events]
+    assert reporter(promoted[0]) == "dex-operator"
+
+
+def test_operator_metrics_are_scraped_through_its_service(
+    dex_cluster: DexCluster, served: dict[str, Any]
+) -> None:
+    kubectl = dex_cluster.kubectl
+    service = kubectl.json("service", "dex-operator-metrics", "-n", "dex-system")
+    (port,) = service["spec"]["ports"]
+    url = f"http://{service['spec']['clusterIP']}:{port['port']}/metrics"
+    text = eventually(lambda: httpx.get(url, timeout=5).raise_for_status().text, timeout=30)
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("dex_operator_")
+    }
+    assert samples[("dex_operator_reconcile_duration_seconds_count", ())] > 0
+    assert samples[("dex_operator_rollouts_total", (("outcome", "promoted"),))] >= 1
+    weight = ("dex_operator_canary_weight_percent", (("name", SERVED), ("namespace", NAMESPACE)))
+    assert samples[weight] == 0
+
+
+def test_predictor_pod_answers_v1_and_v2_through_its_service(
+    dex_cluster: DexCluster, served: dict[str, Any]
+) -> None:
+    kubectl = dex_cluster.kubectl
+    # The rendered container runs the dex-serving image as KServe would run it.
+    (pod,) = kubectl.json(
+        "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={SERVED}"
+    )["items"]
+    assert pod["spec"]["containers"][0]["image"] == dex_cluster.serving_image
+    url = f"http://{kubectl.cluster_ip(NAMESPACE, f'{SERVED}-predictor')}"
+    expected = dex_cluster.expected
+
+    v1 = eventually(
+        lambda: httpx.post(
+            f"{url}/v1/models/{SERVED}:predict", json={"instances": expected.rows}, timeout=30
+        ).raise_for_status(),
+        timeout=30,
+        what="V1 predict through the Service",
+    ).json()
+    flat = [p for row in expected.probabilities for p in row]
+    assert v1["predictions"] == expected.labels
+    assert [p for row in v1["probabilities"] for p in row] == pytest.approx(flat, rel=1e-9)
+    assert v1["model_version"] == "1"
+
+    columns = list(zip(*expected.rows, strict=True))
+    request = {
+        "id": "e2e",
+        "inputs": [
+            {"name": name, "datatype": "FP64", "shape": [len(expected.rows)], "data": list(col)}
+            for name, col in zip(FEATURES, columns, strict=True)
+        ],
+    }
+    v2 = httpx.post(f"{url}/v2/models/{SERVED}/infer", json=request, timeout=30)
+    assert v2.status_code == 200, v2.text
+    body = v2.json()
+    assert body["id"] == "e2e"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["label"]["data"] == expected.labels
+    assert outputs["probabilities"]["data"] == pytest.approx(flat, rel=1e-9)
+
+
+def test_serving_image_missing_on_the_node_is_reported_on_the_dexmodel(
+    dex_cluster: DexCluster,
+) -> None:
+    """Bad input: the serving image is not on the node. The predictor pod waits with
+    ErrImageNeverPull; the operator, watching the serving pods, reports it on the DexModel
+    (condition ImagesAvailable=False and a Warning Event naming the image) within seconds,
+    instead of the rollout only waiting for its progress deadline. (The pod is made by
+    ``KServeStandIn(workloads=True)`` from the InferenceService the operator rendered, as
+    KServe's Standard mode would; see the module docstring.)"""
+    kubectl = dex_cluster.kubectl
+    name = "missing-image"
+    began = time.monotonic()
+    kubectl.apply(dexmodel(name, dex_cluster, MISSING_IMAGE))
+
+    def reported() -> dict[str, Any] | None:
+        obj = kubectl.json("dexmodel", name, "-n", NAMESPACE)
+        found = condition(obj, "ImagesAvailable")
+        return found if found and found["status"] == "False" else None
+
+    found = eventually(reported, timeout=90, interval=0.5, what="ImagesAvailable=False")
+    seconds = round(time.monotonic() - began, 1)
+    dex_cluster.timings["missing_image_reported_s"] = seconds
+    assert found["reason"] == "ErrImageNeverPull"
+    assert MISSING_IMAGE in found["message"]
+
+    events = eventually(
+        lambda: [
+            e
+            for e in kubectl.json(
+                "events", "-n", NAMESPACE, f"--field-selector=involvedObject.name={name}"
+            )["items"]
+            if e["type"] == "Warning" and e["reason"] == "ErrImageNeverPull"
+        ],
+        timeout=30,
+        what="Warning Event",
+    )
+    assert MISSING_IMAGE in events[0]["message"]
+    assert events[0]["involvedObject"]["kind"] == "DexModel"
+    assert reporter(events[0]) == "dex-operator"
+
+    obj = kubectl.json("dexmodel", name, "-n", NAMESPACE)
+    assert obj["status"]["phase"] == "Pending"
+    assert not is_true(obj, "Ready")
+
+    # Loading the image onto the node (`ctr images import`, what `kind load` does) is the
+    # fix: the kubelet's retry starts the pod, the condition turns True, the model serves.
+    subprocess.run(
+        [
+            "ctr", f"--address={dex_cluster.containerd_socket}", "--namespace=k8s.io",
+            "images", "tag", dex_cluster.serving_image, MISSING_IMAGE,
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+    def recovered() -> dict[str, Any] | None:
+        obj = kubectl.json("dexmodel", name, "-n", NAMESPACE)
+        return obj if is_true(obj, "ImagesAvailable") and is_true(obj, "Ready") else None
+
+    obj = eventually(recovered, timeout=180, interval=0.5, what="image loaded: served")
+    assert obj["status"]["phase"] == "Promoted"
