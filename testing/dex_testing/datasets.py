@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dex_testing.fresh import run_module
+from dex_testing.fresh import run_checked, run_module
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 DRIFT_ROWS = 120
@@ -153,21 +152,7 @@ def frames(spec: DataSetSpec, seed: int = 0) -> tuple[Any, Any]:
 
 
 def dexctl(args: list[str], cwd: Path, env: dict[str, str], timeout_s: float = 900) -> str:
-    done = subprocess.run(
-        [*DEXCTL, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"dexctl {' '.join(args)} failed ({done.returncode}):\n"
-            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        )
-    return done.stdout
+    return run_checked([*DEXCTL, *args], timeout_s=timeout_s, cwd=cwd, env=env)
 
 
 def clean_env(project_dir: Path) -> dict[str, str]:
