@@ -7,12 +7,25 @@ real servers, and a skip would let a missing Prometheus or control plane pass si
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("FEAST_USAGE", "False")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_settings_stay_with_their_test() -> Iterator[None]:
+    """``mlflow.set_tracking_uri``/``set_registry_uri`` export ``MLFLOW_*`` variables: left
+    behind, they send the processes later tests of this worker start to that test's stores
+    (a cluster test once registered its model in another test's SQLite registry)."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(before)
 
 
 def _in_ci() -> bool:

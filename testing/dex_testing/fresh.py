@@ -29,7 +29,8 @@ def run_checked(
     return done.stdout
 
 
-def run_module(module: str, *args: str, timeout_s: float) -> None:
+def run_module(module: str, *args: str, timeout_s: float) -> str:
+    """``python -m module args`` in a fresh process; its stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEX_", "MLFLOW_"))}
     env.update(MLFLOW_DISABLE_TELEMETRY="true", FEAST_USAGE="False")
-    run_checked([sys.executable, "-m", module, *args], timeout_s=timeout_s, env=env)
+    return run_checked([sys.executable, "-m", module, *args], timeout_s=timeout_s, env=env)

@@ -206,6 +206,18 @@ def build_in_subprocess(root: Path, timeout_s: float = 600) -> World:
     return World.load(root)
 
 
+def register_copies_in_subprocess(world: World, count: int, timeout_s: float = 600) -> list[str]:
+    """:func:`register_copies` in a fresh process: MLflow's set_tracking/registry_uri export
+    environment variables that would send later tests' MLflow calls to this world."""
+    out = run_module(
+        "dex_testing.serving_world", "copies", str(world.root), str(count), timeout_s=timeout_s
+    )
+    return [str(v) for v in json.loads(out.strip().splitlines()[-1])]
+
+
 if __name__ == "__main__":
-    built = build(Path(sys.argv[1]))
-    print(json.dumps({"world": str(built.root / "world.json")}))
+    if sys.argv[1] == "copies":
+        print(json.dumps(register_copies(World.load(Path(sys.argv[2])), int(sys.argv[3]))))
+    else:
+        built = build(Path(sys.argv[1]))
+        print(json.dumps({"world": str(built.root / "world.json")}))

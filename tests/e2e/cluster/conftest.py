@@ -262,6 +262,7 @@ x = pd.DataFrame(rng.normal(size=(200, len(features))), columns=features)
 y = (x[features[0]] - x[features[2]] + 0.3 * rng.normal(size=200) > 0).astype(int)
 model = LogisticRegression().fit(x, y)
 mlflow.set_tracking_uri(url)
+mlflow.set_registry_uri(url)
 mlflow.set_experiment("e2e-cluster")
 with mlflow.start_run():
     mlflow.sklearn.log_model(
@@ -269,8 +270,7 @@ with mlflow.start_run():
         serialization_format="cloudpickle",  # as DEX trains (no skops in dex-serving)
     )
 versions = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
-# The REST client gives the version as a string or an int, by MLflow release.
-assert [str(v.version) for v in versions] == ["1"], versions
+assert [v.version for v in versions] == ["1"], versions
 probe = x.head(5)
 print(json.dumps({
     "rows": probe.to_numpy().tolist(),
@@ -281,8 +281,10 @@ print(json.dumps({
 
 
 def _register_model(mlflow_url: str) -> Expected:
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_TRACKING_")}
+    # No MLFLOW_* of this process: mlflow.set_registry_uri in an earlier test of the same
+    # worker exports MLFLOW_REGISTRY_URI, and the model would be registered there instead.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     done = subprocess.run(
         [sys.executable, "-c", REGISTER, mlflow_url, MODEL, ",".join(FEATURES)],
         capture_output=True,

@@ -38,9 +38,10 @@ def champion(world: DataSetWorld) -> tuple[Any, Any, str]:
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = world.name.replace("_", "-")
     version = client.get_model_version_by_alias(name, "champion")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return mlflow.sklearn.load_model(f"models:/{name}/{version.version}"), version, uri
+    # By its artifact URI, not models:/: mlflow.set_registry_uri would export
+    # MLFLOW_REGISTRY_URI to every later test in this worker process.
+    artifacts = client.get_model_version_download_uri(name, version.version)
+    return mlflow.sklearn.load_model(artifacts), version, uri
 
 
 def expected_predictions(world: DataSetWorld, model: Any) -> dict[Any, tuple[Any, list[float]]]:

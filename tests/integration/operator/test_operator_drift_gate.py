@@ -25,7 +25,12 @@ from dex_serving.settings import DriftSettings
 from dex_testing.kserve_standin import KServeStandIn
 from dex_testing.mlflow_server import mlflow_server
 from dex_testing.operator_process import OperatorProcess
-from dex_testing.serving_world import MODEL_NAME, World, build_in_subprocess, register_copies
+from dex_testing.serving_world import (
+    MODEL_NAME,
+    World,
+    build_in_subprocess,
+    register_copies_in_subprocess,
+)
 from dexctl.local_serving import (
     LocalServing,
     LocalServingConfig,
@@ -54,7 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture(scope="module")
 def copies(world: World) -> list[str]:
-    return register_copies(world, 2)
+    return register_copies_in_subprocess(world, 2)
 
 
 @pytest.fixture(scope="module")

@@ -80,9 +80,14 @@ def test_undeliverable_batches_wait_and_a_new_logger_replays_them(tmp_path: Path
     threading.Thread(target=server.serve_forever, daemon=True).start()
     second = InferenceLogger(f"http://127.0.0.1:{port}/", spool=Spool(tmp_path, 2**20))
     try:
+        # The file goes once delivered; the counter follows on the logger's thread.
         eventually(lambda: len(Spool(tmp_path, 2**20)) == 0, timeout=10, what="the replay")
+        eventually(
+            lambda: _count("dex_inference_events_replayed_total") - replayed == 2,
+            timeout=10,
+            what="2 events counted as replayed",
+        )
         assert sorted(received) == sorted(e.id + e.type for e in events)
-        assert _count("dex_inference_events_replayed_total") - replayed == 2
     finally:
         second.close()
         server.shutdown()
