@@ -24,6 +24,15 @@ class OperatorConfig(BaseSettings):
     kserve_namespace: str = Field(
         default="kserve", description="Namespace of the inferenceservice-config ConfigMap."
     )
+    gateway: str = Field(
+        default="dex-system/dex-gateway",
+        description="Gateway API Gateway (namespace/name) a Standard-mode DexModel's HTTPRoute "
+        "attaches to; the route's weights split traffic between versions.",
+    )
+    ingress_domain: str = Field(
+        default="example.com",
+        description="Domain of the route's host {name}-{namespace}.<domain> (KServe's default).",
+    )
     resync_seconds: float = Field(
         default=5.0, gt=0, description="Level-based re-reconcile period per DexModel."
     )

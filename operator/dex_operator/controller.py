@@ -12,17 +12,19 @@ reconcile re-applies the same plan: steps are never skipped nor repeated.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import weakref
 from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from dex_operator import API_VERSION, GROUP, isvc, kube
+from dex_operator import API_VERSION, GROUP, isvc, kube, route
 from dex_operator.analysis import (
     AnalysisContext,
     DexDriftProvider,
@@ -56,6 +58,7 @@ from dex_operator.source import (
 
 ACTION_ANNOTATION = f"{GROUP}/rollout-action"
 NOT_OWNED = "NotOwned"
+APPLIED = "Applied"
 SOURCE_RESOLVED = "SourceResolved"
 ATTEMPTS = 3
 
@@ -172,11 +175,17 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
         return
     _clear_source_error(status, now)
 
-    current = kube.get_isvc(namespace, name)
-    if current is not None and not _owned_by(current, meta["uid"]):
-        _report_not_owned(obj, status, before, now)
+    isvcs = kube.list_isvcs(namespace, name)
+    foreign = [n for n, o in isvcs.items() if not _owned_by(o, meta["uid"])]
+    if foreign:
+        _report_not_owned(obj, status, before, now, f"InferenceService {foreign[0]}")
         return
-    mode = isvc.resolve_mode(spec, current, kube.cluster_default_mode())
+    mode = isvc.resolve_mode(spec, _any_isvc(isvcs, name), kube.cluster_default_mode())
+    parent = route.ParentRef.parse(CONFIG.gateway)
+    current_route = kube.get_route(namespace, name) if mode == "Standard" else None
+    if current_route is not None and not _owned_by(current_route, meta["uid"]):
+        _report_not_owned(obj, status, before, now, f"HTTPRoute {name}")
+        return
     prior_plan = isvc.plan_from_status(
         status.stable_storage_uri,
         status.stable_version,
@@ -184,7 +193,10 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
         status.canary_version,
         status.canary_weight,
     )
-    observed, mirror = isvc.observe(current, mode, prior_plan)
+    if mode == "Standard":
+        observed, mirror = isvc.observe_variants(name, isvcs, current_route, prior_plan, parent)
+    else:
+        observed, mirror = isvc.observe(isvcs.get(name), mode, prior_plan)
     action = _action(meta)
 
     decision = decide(spec, status, target, observed, now=now, action=action)
@@ -193,25 +205,185 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
             spec, status, target, observed, now, action, namespace, name, mirror
         )
 
-    new = decision.status
-    new.inference_service = mirror or InferenceServiceStatus(name=name)
+    engine = decision.status
+    engine.inference_service = mirror or InferenceServiceStatus(name=name)
+    writes = _writes(obj, spec, decision, mode, isvcs, current_route, parent)
+    # A refusal reported earlier stands while the same writes are still to be made (they
+    # are retried each reconcile); it clears once they succeed or are no longer needed.
+    new = _with_refusal(engine, _refusal_in(before) if writes.needed else None, now)
     status_changed = new.model_dump(mode="json") != before.model_dump(mode="json")
-    desired = _desired(obj, spec, decision, mode)
-    # The hash annotation says what we last rendered; a kubectl edit of the spec leaves it
-    # as it was, so the spec itself is compared too, or an out-of-band edit would stand.
-    isvc_changed = desired is not None and (
-        _spec_hash(desired) != _spec_hash(current) or isvc.drifted(current, desired)
-    )
-    if isvc_changed and not status_changed and not fresh:
+    if writes.needed and not status_changed and not fresh:
         # A plan from an old status could undo a later step on the ISVC: confirm it first.
         raise StaleReadError
+    meta = dict(meta)
     if status_changed:
-        kube.patch_status(meta, new.model_dump(by_alias=True, mode="json"))
+        meta["resourceVersion"] = kube.patch_status(meta, _dump(new))
     _emit(obj, decision, before)
-    if desired is not None and isvc_changed:
-        kube.converge_isvc(desired, current)
+    refusal = _apply(writes)
     if action is not None and new.last_action is not None:
         kube.clear_annotation(namespace, name, ACTION_ANNOTATION)
+    after = _with_refusal(engine, refusal, now)
+    if after.model_dump(mode="json") != new.model_dump(mode="json"):
+        kube.patch_status(meta, _dump(after))
+    if refusal is not None and refusal != _refusal_in(before):
+        kopf.warn(_ref(obj), reason=refusal.reason, message=refusal.message)
+
+
+def _dump(status: DexModelStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, mode="json")
+
+
+def _any_isvc(isvcs: dict[str, dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The object KServe's mode precedence reads: ours of the DexModel's name (Knative),
+    else any version's."""
+    return isvcs.get(name) or next(iter(isvcs.values()), None)
+
+
+@dataclass
+class Writes:
+    """What converges the cluster to a decision's plan, in order: the InferenceServices
+    (stable first), the route, then the versions the route no longer sends traffic to."""
+
+    converge: list[tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
+    delete: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.converge or self.delete)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    message: str
+
+
+REFUSED_REASON = {"InferenceService": "InferenceServiceRejected", "HTTPRoute": "HTTPRouteRejected"}
+
+
+def _writes(
+    obj: dict[str, Any],
+    spec: DexModelSpec,
+    decision: Decision,
+    mode: isvc.Mode,
+    isvcs: dict[str, dict[str, Any]],
+    current_route: dict[str, Any] | None,
+    parent: route.ParentRef,
+) -> Writes:
+    writes = Writes()
+    if decision.plan is None:
+        return writes
+    meta = obj["metadata"]
+    owner = {
+        "apiVersion": API_VERSION,
+        "kind": "DexModel",
+        "name": meta["name"],
+        "uid": meta["uid"],
+    }
+    desired = isvc.render(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        owner=owner,
+        spec=spec,
+        plan=decision.plan,
+        mode=mode,
+        endpoints=isvc.Endpoints(tracking_uri=spec.model.registry_url or CONFIG.mlflow_url),
+    )
+    for want in desired:
+        have = isvcs.get(want["metadata"]["name"])
+        # The hash annotation says what we last rendered; a kubectl edit of the spec leaves
+        # it as it was, so the spec itself is compared too, or an out-of-band edit would stand.
+        if _spec_hash(want) != _spec_hash(have) or isvc.drifted(have, want):
+            writes.converge.append((want, have))
+    wanted = {w["metadata"]["name"] for w in desired}
+    route_settled = True
+    if mode == "Standard":
+        want_route = route.render(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            owner_ref=isvc.owner_reference(owner),
+            spec=spec,
+            plan=decision.plan,
+            backends=[w["metadata"]["name"] for w in desired],
+            parent=parent,
+            domain=CONFIG.ingress_domain,
+        )
+        if current_route is None or isvc.drifted(current_route, want_route):
+            writes.converge.append((want_route, current_route))
+            route_settled = False
+        else:
+            route_settled = route.applied(current_route, parent)
+    # A version the plan dropped (promoted over, rolled back, or the pre-route single
+    # InferenceService) goes once the Gateway has applied a route that no longer names it.
+    for isvc_name_, have in isvcs.items():
+        if isvc_name_ in wanted or not route_settled:
+            continue
+        if mode == "Standard" and route.referenced(current_route, isvc_name_):
+            continue
+        writes.delete.append(have)
+    return writes
+
+
+def _apply(writes: Writes) -> Refusal | None:
+    """Carry ``writes`` out in order; the first the API server (or KServe's webhook) refuses
+    stops the rest, so nothing is applied past it (a canary's route never points at an
+    InferenceService that was refused)."""
+    for want, have in writes.converge:
+        try:
+            kube.converge(want, have)
+        except ApiException as exc:
+            refusal = _refusal(want, exc)
+            if refusal is None:
+                raise
+            return refusal
+    for gone in writes.delete:
+        kube.delete(gone)
+    return None
+
+
+def _refusal(obj: dict[str, Any], exc: ApiException) -> Refusal | None:
+    """A write refused for what it says (invalid, forbidden, no such kind, a namesake exists),
+    as opposed to a conflict with a concurrent write, which is retried."""
+    body: dict[str, Any] = {}
+    with contextlib.suppress(ValueError, TypeError):
+        body = json.loads(exc.body or "{}")
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    if exc.status == 409 and body.get("reason") == "AlreadyExists":
+        # Someone else's object holds the name: never adopted nor overwritten.
+        return Refusal(NOT_OWNED, f"{kind} {name} exists and is not owned by this DexModel")
+    if exc.status not in (400, 403, 404, 422):
+        return None
+    detail = body.get("message") or exc.reason or f"HTTP {exc.status}"
+    return Refusal(REFUSED_REASON[kind], f"{kind} {name} refused: {detail}")
+
+
+def _refusal_in(status: DexModelStatus) -> Refusal | None:
+    """The refusal ``status`` reports: Ready=False NotOwned, or Degraded for a refused write."""
+    for cond in status.conditions:
+        if cond.type == "Ready" and cond.status == "False" and cond.reason == NOT_OWNED:
+            return Refusal(NOT_OWNED, cond.message)
+        if (
+            cond.type == "Degraded"
+            and cond.status == "True"
+            and cond.reason in REFUSED_REASON.values()
+        ):
+            return Refusal(cond.reason, cond.message)
+    return None
+
+
+def _with_refusal(engine: DexModelStatus, refusal: Refusal | None, now: datetime) -> DexModelStatus:
+    """The engine's status, saying ``refusal`` (or, with None, that none stands)."""
+    out = engine.model_copy(deep=True)
+    if refusal is not None and refusal.reason == NOT_OWNED:
+        set_condition(out, "Ready", False, NOT_OWNED, refusal.message, now)
+        out.message = refusal.message
+    elif refusal is not None:
+        set_condition(out, "Degraded", True, refusal.reason, refusal.message, now)
+    elif (stale := _refusal_in(out)) is not None and stale.reason != NOT_OWNED:
+        # The engine's copy still carries the earlier refusal: it is over. (A NotOwned
+        # Ready is the engine's own again: it sets Ready at every decision.)
+        set_condition(out, "Degraded", False, APPLIED, "", now)
+    return out
 
 
 def _action(meta: dict[str, Any]) -> ManualAction | None:
@@ -271,13 +443,13 @@ def _clear_source_error(status: DexModelStatus, now: datetime) -> None:
 
 
 def _report_not_owned(
-    obj: dict[str, Any], status: DexModelStatus, before: DexModelStatus, now: datetime
+    obj: dict[str, Any], status: DexModelStatus, before: DexModelStatus, now: datetime, what: str
 ) -> None:
     """An InferenceService of our name that this DexModel does not control: someone else's,
     never adopted nor overwritten. Said in status and, like a source error, one Event per
     change rather than one per resync. Reconciles go on looking (``handlers.in_motion``), so
     the DexModel takes over once that InferenceService is gone."""
-    message = f"InferenceService {obj['metadata']['name']} exists and is not owned by this DexModel"
+    message = f"{what} exists and is not owned by this DexModel"
     status.message = message
     set_condition(status, "Ready", False, NOT_OWNED, message, now)
     if status.model_dump(mode="json") != before.model_dump(mode="json"):
@@ -329,28 +501,6 @@ def _emit(obj: dict[str, Any], decision: Decision, before: DexModelStatus) -> No
     if decision.status.phase == "Failed" and before.phase != "Failed":
         ROLLOUTS.labels("failed").inc()
     CANARY_WEIGHT.labels(meta["namespace"], meta["name"]).set(decision.status.canary_weight)
-
-
-def _desired(
-    obj: dict[str, Any], spec: DexModelSpec, decision: Decision, mode: isvc.Mode
-) -> dict[str, Any] | None:
-    if decision.plan is None:
-        return None
-    meta = obj["metadata"]
-    return isvc.render(
-        name=meta["name"],
-        namespace=meta["namespace"],
-        owner={
-            "apiVersion": API_VERSION,
-            "kind": "DexModel",
-            "name": meta["name"],
-            "uid": meta["uid"],
-        },
-        spec=spec,
-        plan=decision.plan,
-        mode=mode,
-        endpoints=isvc.Endpoints(tracking_uri=spec.model.registry_url or CONFIG.mlflow_url),
-    )
 
 
 def _spec_hash(obj: dict[str, Any] | None) -> str | None:

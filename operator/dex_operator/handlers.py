@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from dex_operator import GROUP, VERSION, controller, isvc, kube, pods
+from dex_operator import GROUP, MODEL_LABEL, VERSION, controller, isvc, kube, pods, route
 from dex_operator.config import CONFIG
 from dex_operator.source import RETRIED_REASONS
 
@@ -105,7 +105,7 @@ def poll_registry(
     isvc.KSERVE_GROUP,
     isvc.KSERVE_VERSION,
     isvc.ISVC_PLURAL,
-    labels={isvc.MODEL_LABEL: kopf.PRESENT},
+    labels={MODEL_LABEL: kopf.PRESENT},
 )
 def on_isvc_event(
     type: str | None, meta: kopf.Meta, status: kopf.Status, namespace: str | None, **_: Any
@@ -117,6 +117,25 @@ def on_isvc_event(
     # passes here is the ISVC's, so none is handed on (controller.object_lock says why that
     # is safe).
     assert namespace, "InferenceService is namespaced"
+    if type != "DELETED" and not status:
+        return
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "DexModel":
+            controller.reconcile(namespace, ref["name"])
+
+
+@kopf.on.event(
+    route.GATEWAY_GROUP,
+    route.GATEWAY_VERSION,
+    route.ROUTE_PLURAL,
+    labels={MODEL_LABEL: kopf.PRESENT},
+)
+def on_route_event(
+    type: str | None, meta: kopf.Meta, status: kopf.Status, namespace: str | None, **_: Any
+) -> None:
+    # The Gateway's controller accepting the route at its new generation is what says a
+    # weight is applied: it wakes the DexModel as the InferenceServices' events do.
+    assert namespace, "HTTPRoute is namespaced"
     if type != "DELETED" and not status:
         return
     for ref in meta.get("ownerReferences") or []:

@@ -1,14 +1,17 @@
-"""The KServe side: render the InferenceService for a traffic ``Plan`` and read its status
+"""The KServe side: render the InferenceServices for a traffic ``Plan`` and read their status
 back into the engine's ``Observed``, in either deployment mode.
 
-Knative mode: the predictor always describes the *latest* revision; ``canaryTrafficPercent``
-splits traffic between it and KServe's last rolled-out revision. Status lives under
-``status.components.predictor`` (latestReadyRevision, latestRolledoutRevision,
-previousRolledoutRevision, traffic).
+Knative mode: one InferenceService named as the DexModel; the predictor always describes the
+*latest* revision and ``canaryTrafficPercent`` splits traffic between it and KServe's last
+rolled-out revision (Knative routes to the transformer, which calls the predictor's route).
 
-Standard mode (KServe's default; ``canaryTrafficPercent`` is ignored there): the predictor is
-the stable variant and ``spec.canary[]`` holds the canary variant with ``trafficPercent``;
-each variant is named (``predictor.name``) and reported in ``status.canaryStatuses``.
+Standard mode (KServe's default): one InferenceService *per model version*,
+``{name}-v{version}``, each with its own transformer (fetching that version's features) and
+predictor, and an HTTPRoute (``route``) whose backend weights split traffic between them.
+KServe's own Standard canary (``spec.canary[]``) is not used: it sends the canary share
+straight to the canary predictor, around the transformer, and its Ingress ignores the weight.
+A traffic step then changes only the route's weights, never an InferenceService, so no
+stable pod restarts (KServe copies ISVC annotations onto pod templates).
 
 Containers: unless ``spec.serving.runtime`` names a KServe ServingRuntime, the predictor and
 the transformer run the DEX serving image (``serving/Dockerfile``), whose entrypoint is
@@ -26,6 +29,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dex_operator import MODEL_LABEL, route
 from dex_operator.crd.models import DexModelSpec, InferenceServiceStatus, TrafficTarget
 from dex_operator.rollout import Observed, Plan, Target
 
@@ -36,7 +40,6 @@ KSERVE_VERSION = "v1beta1"
 ISVC_PLURAL = "inferenceservices"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 SPEC_HASH_ANNOTATION = "dex.dataenginex.io/spec-hash"
-MODEL_LABEL = "dex.dataenginex.io/dexmodel"
 
 # KServe renamed the modes in 0.16 and still accepts (and normalises) the old names.
 _MODE_NAMES: dict[str, Mode] = {
@@ -128,19 +131,23 @@ def predictor_args(
 
 
 def transformer_args(
-    spec: DexModelSpec, stable: Target, name: str, namespace: str, endpoints: Endpoints
+    spec: DexModelSpec,
+    target: Target,
+    served_name: str,
+    predictor_host: str,
+    endpoints: Endpoints,
 ) -> list[str]:
-    """The transformer follows stable: the contract (feature service) is the same for the
-    canary, which the operator checked before starting the rollout."""
+    """``target``'s own transformer: its feature contract is that version's. KServe appends
+    ``--model_name``, ``--predictor_host`` and ``--http_port`` to a custom transformer's args
+    unless an arg starts with them, so ours use exactly those spellings: one value each."""
     serving = spec.serving
     args = [
         "transformer",
-        f"--model={model_uri(spec, stable)}",
-        f"--served-name={name}",
+        f"--model={model_uri(spec, target)}",
+        f"--model_name={served_name}",
         f"--tracking-uri={endpoints.tracking_uri}",
         f"--feature-repo={FEATURE_REPO}",
-        # The predictor's Service, as KServe itself would point a transformer at it.
-        f"--predictor-host={name}-predictor.{namespace}",
+        f"--predictor_host={predictor_host}",
         f"--predictor-protocol={serving.protocol}",
     ]
     if serving.logger:
@@ -149,7 +156,20 @@ def transformer_args(
             f"--event-spool={EVENT_SPOOL_DIR}",
             f"--event-spool-bytes={EVENT_SPOOL_BYTES}",
         ]
-    return [*args, "--host=0.0.0.0", f"--port={SERVING_PORT}"]
+    return [*args, "--host=0.0.0.0", f"--http_port={SERVING_PORT}"]
+
+
+def isvc_name(name: str, target: Target, mode: Mode) -> str:
+    """Knative: the DexModel's name (KServe keeps the versions as revisions). Standard: one
+    InferenceService per version, ``{name}-{variant}``."""
+    return name if mode == "Knative" else f"{name}-{variant_name(target)}"
+
+
+def predictor_host(isvc: str, namespace: str, mode: Mode) -> str:
+    """The predictor as KServe itself points a transformer at it: Standard mode's Service
+    ``{isvc}-predictor`` (port 80); Knative's route ``{isvc}-predictor`` (its default
+    revision, the canary split happening at the predictor's route)."""
+    return f"{isvc}-predictor.{namespace}"
 
 
 def _container(image: str, args: list[str], spec: DexModelSpec) -> dict[str, Any]:
@@ -200,11 +220,11 @@ def _predictor(
 
 
 def _transformer(
-    spec: DexModelSpec, stable: Target, name: str, namespace: str, endpoints: Endpoints
+    spec: DexModelSpec, target: Target, served_name: str, host: str, endpoints: Endpoints
 ) -> dict[str, Any] | None:
     if spec.features is None:
         return None
-    args = transformer_args(spec, stable, name, namespace, endpoints)
+    args = transformer_args(spec, target, served_name, host, endpoints)
     container = _container(spec.features.image, args, spec)
     transformer: dict[str, Any] = {"containers": [container]}
     if spec.serving.logger:
@@ -222,26 +242,28 @@ def render_spec(
     name: str,
     namespace: str,
     endpoints: Endpoints,
+    target: Target | None = None,
 ) -> dict[str, Any]:
+    """Knative: the one InferenceService for ``plan`` (the canary share on its predictor).
+    Standard: the InferenceService of ``target`` (one of the plan's versions), traffic-free:
+    the route owns the split."""
     if mode == "Knative":
         live = plan.canary or plan.stable
         predictor = _predictor(spec, live, name, endpoints)
         if plan.canary is not None:
             predictor["canaryTrafficPercent"] = plan.weight
-        out: dict[str, Any] = {"predictor": predictor}
+        own = name
+        # The transformer follows stable during a Knative canary: its contract is the
+        # canary's too (checked before the rollout starts).
+        contract = plan.stable
     else:
-        predictor = {
-            "name": variant_name(plan.stable),
-            **_predictor(spec, plan.stable, name, endpoints),
-        }
-        out = {"predictor": predictor}
-        if plan.canary is not None:
-            canary = {
-                "name": variant_name(plan.canary),
-                **_predictor(spec, plan.canary, name, endpoints),
-            }
-            out["canary"] = [{"trafficPercent": plan.weight, "predictor": canary}]
-    transformer = _transformer(spec, plan.stable, name, namespace, endpoints)
+        contract = target or plan.stable
+        own = isvc_name(name, contract, mode)
+        predictor = _predictor(spec, contract, name, endpoints)
+    out: dict[str, Any] = {"predictor": predictor}
+    transformer = _transformer(
+        spec, contract, name, predictor_host(own, namespace, mode), endpoints
+    )
     if transformer:
         out["transformer"] = transformer
     return out
@@ -250,6 +272,17 @@ def render_spec(
 def spec_hash(isvc_spec: dict[str, Any], mode: Mode) -> str:
     blob = json.dumps({"mode": mode, "spec": isvc_spec}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["name"],
+        "uid": owner["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def render(
@@ -261,33 +294,34 @@ def render(
     plan: Plan,
     mode: Mode,
     endpoints: Endpoints,
-) -> dict[str, Any]:
-    """The full InferenceService, owned by the DexModel (controller ownerReference)."""
-    isvc_spec = render_spec(spec, plan, mode, name, namespace, endpoints)
-    return {
-        "apiVersion": f"{KSERVE_GROUP}/{KSERVE_VERSION}",
-        "kind": "InferenceService",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {MODEL_LABEL: name, "app.kubernetes.io/managed-by": "dex-operator"},
-            "annotations": {
-                MODE_ANNOTATION: mode,
-                SPEC_HASH_ANNOTATION: spec_hash(isvc_spec, mode),
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": owner["apiVersion"],
-                    "kind": owner["kind"],
-                    "name": owner["name"],
-                    "uid": owner["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": isvc_spec,
-    }
+) -> list[dict[str, Any]]:
+    """Every InferenceService ``plan`` needs, owned by the DexModel (controller
+    ownerReference): Knative one, Standard one per version (stable first)."""
+    if mode == "Knative":
+        targets: list[Target | None] = [None]
+    else:
+        targets = [plan.stable] if plan.canary is None else [plan.stable, plan.canary]
+    out = []
+    for target in targets:
+        isvc_spec = render_spec(spec, plan, mode, name, namespace, endpoints, target)
+        out.append(
+            {
+                "apiVersion": f"{KSERVE_GROUP}/{KSERVE_VERSION}",
+                "kind": "InferenceService",
+                "metadata": {
+                    "name": name if target is None else isvc_name(name, target, mode),
+                    "namespace": namespace,
+                    "labels": {MODEL_LABEL: name, "app.kubernetes.io/managed-by": "dex-operator"},
+                    "annotations": {
+                        MODE_ANNOTATION: mode,
+                        SPEC_HASH_ANNOTATION: spec_hash(isvc_spec, mode),
+                    },
+                    "ownerReferences": [owner_reference(owner)],
+                },
+                "spec": isvc_spec,
+            }
+        )
+    return out
 
 
 def drifted(current: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
@@ -323,10 +357,9 @@ def _ready(obj: dict[str, Any], kind: str = "Ready") -> bool:
 def observe(
     isvc: dict[str, Any] | None, mode: Mode, plan: Plan | None
 ) -> tuple[Observed, InferenceServiceStatus | None]:
-    """Reduce the InferenceService to what the engine needs, plus a mirror for our status.
-
-    ``plan`` is the traffic plan the current status implies (what we last asked for); the
-    canary is identified through it (its Standard variant name), never guessed.
+    """Knative mode: reduce the InferenceService to what the engine needs, plus a mirror for
+    our status. ``plan`` is the traffic plan the current status implies (what we last asked
+    for); the canary is identified through it, never guessed. (Standard mode: ``observe_variants``.)
     """
     if isvc is None:
         return Observed(), None
@@ -336,11 +369,52 @@ def observe(
     mirror = InferenceServiceStatus(
         name=meta.get("name", ""), url=status.get("url"), deployment_mode=mode, ready=ready
     )
-    if mode == "Knative":
-        observed = _observe_knative(status, current, ready, plan, mirror)
-    else:
-        observed = _observe_standard(status, current, ready, plan, mirror)
-    return observed, mirror
+    return _observe_knative(status, current, ready, plan, mirror), mirror
+
+
+def observe_variants(
+    name: str,
+    isvcs: dict[str, dict[str, Any]],
+    route_obj: dict[str, Any] | None,
+    plan: Plan | None,
+    parent: route.ParentRef,
+) -> tuple[Observed, InferenceServiceStatus | None]:
+    """Standard mode: each version's InferenceService says whether it is Ready (KServe's
+    Ready condition: its Deployments are available; not ``observedGeneration``, which KServe
+    copies from a Deployment), the route says which weights the Gateway applied."""
+    if plan is None:
+        return Observed(), None
+    stable = isvcs.get(isvc_name(name, plan.stable, "Standard"))
+    canary = isvcs.get(isvc_name(name, plan.canary, "Standard")) if plan.canary else None
+    applied = route.applied(route_obj, parent)
+    mirror = InferenceServiceStatus(
+        name=isvc_name(name, plan.stable, "Standard"),
+        url=_route_url(route_obj),
+        deployment_mode="Standard",
+        ready=stable is not None and _ready(stable.get("status") or {}),
+        stable_revision=isvc_name(name, plan.stable, "Standard"),
+        canary_revision=isvc_name(name, plan.canary, "Standard") if plan.canary else None,
+        traffic=route.traffic(route_obj) if applied else [],
+    )
+    canary_traffic = None
+    if applied and plan.canary is not None:
+        split = {t.revision: t.percent for t in route.traffic(route_obj)}
+        canary_traffic = split.get(mirror.canary_revision or "")
+    return (
+        Observed(
+            exists=stable is not None,
+            current=applied,
+            stable_ready=mirror.ready,
+            canary_ready=canary is not None and _ready(canary.get("status") or {}),
+            canary_traffic=canary_traffic,
+        ),
+        mirror,
+    )
+
+
+def _route_url(route_obj: dict[str, Any] | None) -> str | None:
+    hosts = ((route_obj or {}).get("spec") or {}).get("hostnames") or []
+    return f"http://{hosts[0]}" if hosts else None
 
 
 def _observe_knative(
@@ -372,39 +446,6 @@ def _observe_knative(
         canary_traffic = sum(
             int(t.get("percent") or 0) for t in traffic if t.get("revisionName") == canary_rev
         )
-    return Observed(
-        exists=True,
-        current=current,
-        stable_ready=ready,
-        canary_ready=canary_ready,
-        canary_traffic=canary_traffic,
-    )
-
-
-def _observe_standard(
-    status: dict[str, Any],
-    current: bool,
-    ready: bool,
-    plan: Plan | None,
-    mirror: InferenceServiceStatus,
-) -> Observed:
-    canaries = status.get("canaryStatuses") or []
-    mirror.stable_revision = variant_name(plan.stable) if plan else None
-    canary_total = sum(int(c.get("trafficPercent") or 0) for c in canaries)
-    mirror.traffic = [
-        TrafficTarget(revision=mirror.stable_revision or "predictor", percent=100 - canary_total)
-    ] + [
-        TrafficTarget(revision=c.get("name", ""), percent=int(c.get("trafficPercent") or 0))
-        for c in canaries
-    ]
-    canary_ready, canary_traffic = False, None
-    if plan is not None and plan.canary is not None:
-        wanted = variant_name(plan.canary)
-        mirror.canary_revision = wanted
-        for c in canaries:
-            if c.get("name") == wanted:
-                canary_ready = bool(c.get("ready"))
-                canary_traffic = int(c.get("trafficPercent") or 0)
     return Observed(
         exists=True,
         current=current,

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from dex_operator import GROUP, VERSION, isvc
+from dex_operator import GROUP, MODEL_LABEL, VERSION, isvc, route
 from dex_operator.config import CONFIG
 
 PLURAL = "dexmodels"
@@ -66,6 +66,30 @@ def get_isvc(namespace: str, name: str) -> dict[str, Any] | None:
     return obj
 
 
+def list_isvcs(namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    """The InferenceServices labelled as this DexModel's (Standard mode: one per version)."""
+    listed = _custom().list_namespaced_custom_object(
+        isvc.KSERVE_GROUP,
+        isvc.KSERVE_VERSION,
+        namespace,
+        isvc.ISVC_PLURAL,
+        label_selector=f"{MODEL_LABEL}={name}",
+    )
+    return {item["metadata"]["name"]: item for item in listed.get("items") or []}
+
+
+def get_route(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
+            route.GATEWAY_GROUP, route.GATEWAY_VERSION, namespace, route.ROUTE_PLURAL, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
 _mode_cache: tuple[float, str | None] | None = None
 
 
@@ -88,9 +112,10 @@ def cluster_default_mode() -> str | None:
     return value
 
 
-def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> None:
-    """Replace the DexModel's status, only if it is still at ``meta``'s resourceVersion."""
-    _custom().patch_namespaced_custom_object_status(
+def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
+    """Replace the DexModel's status, only if it is still at ``meta``'s resourceVersion;
+    the new resourceVersion (a second write in the same reconcile is conditional on it)."""
+    obj: dict[str, Any] = _custom().patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
         meta["namespace"],
@@ -98,6 +123,7 @@ def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> None:
         meta["name"],
         {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
     )
+    return str(obj["metadata"]["resourceVersion"])
 
 
 def clear_annotation(namespace: str, name: str, key: str) -> None:
@@ -119,28 +145,48 @@ def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def converge_isvc(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
-    """Create ``desired``, or patch ``current`` (at its resourceVersion) into it."""
+def _coordinates(obj: dict[str, Any]) -> tuple[str, str, str]:
+    group, version = obj["apiVersion"].split("/")
+    plural = route.ROUTE_PLURAL if obj["kind"] == "HTTPRoute" else isvc.ISVC_PLURAL
+    return group, version, plural
+
+
+def converge(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
+    """Create ``desired`` (an InferenceService or HTTPRoute), or patch ``current`` (at its
+    resourceVersion) into it."""
     meta = desired["metadata"]
+    group, version, plural = _coordinates(desired)
     api = _custom()
     if current is None:
-        api.create_namespaced_custom_object(
-            isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, meta["namespace"], isvc.ISVC_PLURAL, desired
-        )
+        api.create_namespaced_custom_object(group, version, meta["namespace"], plural, desired)
         return
     patch = {
         "metadata": {
             "resourceVersion": current["metadata"]["resourceVersion"],
-            "labels": meta["labels"],
-            "annotations": meta["annotations"],
+            "labels": meta.get("labels"),
+            "annotations": meta.get("annotations"),
         },
         "spec": merge_diff(current.get("spec") or {}, desired["spec"]),
     }
+    patch["metadata"] = {k: v for k, v in patch["metadata"].items() if v is not None}
     api.patch_namespaced_custom_object(
-        isvc.KSERVE_GROUP,
-        isvc.KSERVE_VERSION,
-        meta["namespace"],
-        isvc.ISVC_PLURAL,
-        meta["name"],
-        patch,
+        group, version, meta["namespace"], plural, meta["name"], patch
     )
+
+
+def delete(obj: dict[str, Any]) -> None:
+    """Delete exactly this object (its uid): a namesake created meanwhile stays."""
+    meta = obj["metadata"]
+    group, version, plural = _coordinates(obj)
+    try:
+        _custom().delete_namespaced_custom_object(
+            group,
+            version,
+            meta["namespace"],
+            plural,
+            meta["name"],
+            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=meta["uid"])),
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

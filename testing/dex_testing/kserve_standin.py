@@ -1,20 +1,22 @@
 """A stand-in for the KServe *controller*, for tests that have no node to run pods on.
 
-There is no KServe controller without nodes and Knative, so ``KServeStandIn`` plays its part
-through the real API: it watches InferenceServices and patches their ``status`` subresource
-the way KServe reports revisions, traffic and readiness in each deployment mode. Everything
-else (API server, CRDs, validation, ownerReferences, RBAC, the operator) is real. Never
-imported by the operator itself.
+Without a node no KServe pod can run, so the real manager would never report an
+InferenceService Ready: ``KServeStandIn`` plays that part through the real API. It watches
+InferenceServices and patches their ``status`` subresource as KServe reports readiness:
+Knative mode with revisions and ``canaryTrafficPercent`` traffic, Standard mode per
+InferenceService (the operator runs one per model version and splits with an HTTPRoute, whose
+status a real Gateway reports: ``dex_testing.gateway``). Everything else (API server, CRDs,
+validation, ownerReferences, RBAC, the operator, the Gateway) is real. Never imported by the
+operator itself. Tests with a node use the real KServe manager (``dex_testing.kserve_manager``).
 
-With ``workloads=True`` (a cluster with a node) it also makes the stable predictor's pods as
-KServe's Standard mode does: a Deployment ``<name>-predictor`` whose pods carry
-``serving.kserve.io/inferenceservice=<name>`` and run the predictor container the
-InferenceService names (image, args, env, ports), behind a Service ``<name>-predictor``
-(port 80 -> 8080), both owned by the InferenceService. That variant is Ready when the
-Deployment's pods are; canary variants get no pods and keep the ``ready_after`` rule. Two
-additions KServe would not make: ``imagePullPolicy: Never`` (the dev node has no registry,
-so an image it lacks fails at once), and, when the container has none, a readiness probe on
-the served model (``GET /v1/models/<name>``) so Ready means loaded.
+With ``workloads=True`` (a cluster with a node) it also makes each InferenceService's predictor
+pods as KServe's Standard mode does: a Deployment ``<isvc>-predictor`` whose pods carry
+``serving.kserve.io/inferenceservice=<isvc>`` and run the predictor container the
+InferenceService names (image, args, env, ports), behind a Service ``<isvc>-predictor``
+(port 80 -> 8080), both owned by the InferenceService, Ready when its pods are. Two additions
+KServe would not make: ``imagePullPolicy: Never`` (the dev node has no registry, so an image
+it lacks fails at once), and, when the container has none, a readiness probe on the served
+model (``GET /v1/models/<served name>``) so Ready means loaded.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from dex_operator.isvc import ISVC_PLURAL, KSERVE_GROUP, KSERVE_VERSION, MODE_ANNOTATION
+from dex_operator.route import GATEWAY_GROUP, GATEWAY_VERSION, ROUTE_PLURAL
 
 
 @dataclass
@@ -82,6 +85,7 @@ class KServeStandIn:
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._watch, daemon=True, name="kserve-watch"),
+            threading.Thread(target=self._watch_routes, daemon=True, name="route-watch"),
             threading.Thread(target=self._work, daemon=True, name="kserve-work"),
         ]
 
@@ -99,9 +103,17 @@ class KServeStandIn:
         self.api_client.close()
 
     def history(self, namespace: str, name: str) -> list[int | None]:
-        """Canary weights KServe was asked for, in order (None = no canary), deduplicated."""
+        """Canary weights asked for, in order (None = no canary), deduplicated: Knative's
+        ``canaryTrafficPercent`` on the InferenceService, or in Standard mode the canary
+        backend's weight on the DexModel's HTTPRoute (``RouteWatch``)."""
         with self._cond:
             return list(self.weights.get((namespace, name), []))
+
+    def _record(self, key: tuple[str, str], weight: int | None) -> None:
+        with self._cond:
+            seen = self.weights.setdefault(key, [])
+            if not seen or seen[-1] != weight:
+                seen.append(weight)
 
     # ------------------------------------------------------------------ event plumbing
 
@@ -134,6 +146,38 @@ class KServeStandIn:
             except Exception:  # a dropped or expired (410) watch starts over from a listing
                 version = None
                 time.sleep(0.2)
+
+    def _watch_routes(self) -> None:
+        """Records each DexModel route's canary weight (the second backend's) as it changes;
+        reports nothing: route status is the Gateway's (a real one, ``dex_testing.gateway``)."""
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                stream = watch.Watch().stream(
+                    self.api.list_cluster_custom_object,
+                    GATEWAY_GROUP,
+                    GATEWAY_VERSION,
+                    ROUTE_PLURAL,
+                    timeout_seconds=5,
+                    resource_version=version,
+                )
+                for event in stream:
+                    obj = event["object"]
+                    meta = obj["metadata"]
+                    version = meta.get("resourceVersion") or version
+                    if event["type"] != "DELETED":
+                        refs = [
+                            ref
+                            for rule in (obj.get("spec") or {}).get("rules") or []
+                            for ref in rule.get("backendRefs") or []
+                        ]
+                        weight = int(refs[1].get("weight", 1)) if len(refs) > 1 else None
+                        self._record((meta["namespace"], meta["name"]), weight)
+                    if self._stop.is_set():
+                        return
+            except Exception:  # no Gateway API CRDs yet, or a dropped/expired watch
+                version = None
+                self._stop.wait(0.5)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -178,13 +222,10 @@ class KServeStandIn:
         key = (namespace, name)
         if mode in ("Knative", "Serverless"):
             status, weight = self._knative_status(key, name, spec)
+            self._record(key, weight)
         else:
             pods_ready = self._predictor_workload(obj) if self.workloads else None
-            status, weight = self._standard_status(key, spec, pods_ready)
-        with self._cond:
-            seen = self.weights.setdefault(key, [])
-            if not seen or seen[-1] != weight:
-                seen.append(weight)
+            status = self._standard_status(key, spec, pods_ready)
         status.update(
             observedGeneration=obj["metadata"]["generation"],
             deploymentMode="Knative" if mode in ("Knative", "Serverless") else "Standard",
@@ -278,31 +319,14 @@ class KServeStandIn:
 
     def _standard_status(
         self, key: tuple[str, str], spec: dict[str, Any], pods_ready: bool | None = None
-    ) -> tuple[dict[str, Any], int | None]:
+    ) -> dict[str, Any]:
+        """One version's InferenceService (the operator's Standard design: no spec.canary,
+        the route splits): Ready once its predictor is (its pods, with workloads=True)."""
         sd = self._standard.setdefault(key, _Standard())
-        stable = (spec.get("predictor") or {}).get("name") or "predictor"
-        if pods_ready is not None:  # the stable variant's pods decide (workloads=True)
-            sd.ready_at[stable] = time.monotonic() if pods_ready else float("inf")
-        canaries = spec.get("canary") or []
-        variants = [(stable, spec.get("predictor"))] + [
-            ((c.get("predictor") or {}).get("name", ""), c) for c in canaries
-        ]
-        for variant, variant_spec in variants:
-            sd.ready_at.setdefault(variant, self._ready_time(variant_spec))
-        statuses = [
-            {
-                "name": (c.get("predictor") or {}).get("name", ""),
-                "ready": self._ready(sd.ready_at, (c.get("predictor") or {}).get("name")),
-                "trafficPercent": int(c.get("trafficPercent") or 0),
-            }
-            for c in canaries
-        ]
-        status: dict[str, Any] = {
-            "conditions": self._conditions(self._ready(sd.ready_at, stable)),
-            "canaryStatuses": statuses,
-        }
-        weight = statuses[0]["trafficPercent"] if statuses else None
-        return status, weight
+        if pods_ready is not None:
+            sd.ready_at["predictor"] = time.monotonic() if pods_ready else float("inf")
+        sd.ready_at.setdefault("predictor", self._ready_time(spec))
+        return {"conditions": self._conditions(self._ready(sd.ready_at, "predictor"))}
 
     # ------------------------------------------------------------------ Standard-mode pods
 
@@ -353,9 +377,17 @@ def predictor_workload(isvc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     container = dict((predictor.get("containers") or [{}])[0])
     container.setdefault("imagePullPolicy", "Never")
     port = ((container.get("ports") or [{}])[0]).get("containerPort", 8080)
+    served = next(
+        (
+            arg.split("=", 1)[1]
+            for arg in container.get("args") or []
+            if arg.startswith(("--served-name=", "--model_name="))
+        ),
+        name,
+    )
     container.setdefault(
         "readinessProbe",
-        {"httpGet": {"path": f"/v1/models/{name}", "port": port}, "periodSeconds": 1},
+        {"httpGet": {"path": f"/v1/models/{served}", "port": port}, "periodSeconds": 1},
     )
     app = f"isvc.{name}-predictor"
     labels = {ISVC_LABEL: name, "component": "predictor", "app": app}

@@ -153,7 +153,16 @@ class ServingSpec(CrdModel):
                     "self.maxReplicas >= self.minReplicas",
                     "spec.serving.maxReplicas must be >= spec.serving.minReplicas",
                     ".maxReplicas",
-                )
+                ),
+                # KServe's validating webhook (Knative's pod autoscaler takes concurrency or
+                # rps only) would refuse the InferenceService after the DexModel is accepted.
+                cel(
+                    "!has(self.deploymentMode) || self.deploymentMode != 'Knative' || "
+                    "!has(self.scaleMetric) || self.scaleMetric in ['concurrency', 'rps']",
+                    "spec.serving.scaleMetric must be concurrency or rps in Knative mode "
+                    "(KServe refuses cpu and memory there)",
+                    ".scaleMetric",
+                ),
             ]
         }
     )

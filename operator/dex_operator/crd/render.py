@@ -100,7 +100,9 @@ def _crd(
     status_model: type[BaseModel],
     columns: list[dict[str, Any]],
     description: str,
+    rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    root_rules = {"x-kubernetes-validations": rules} if rules else {}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -130,6 +132,7 @@ def _crd(
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": description,
+                            **root_rules,
                             "required": ["spec"],
                             "properties": {
                                 "apiVersion": {
@@ -158,6 +161,18 @@ def dexmodel_crd() -> dict[str, Any]:
         status_model=DexModelStatus,
         description="DexModel serves an MLflow model version through KServe and rolls new "
         "versions out progressively, gated by metric analysis.",
+        rules=[
+            # KServe refuses InferenceService names not starting with a letter, and each
+            # version's ISVC, {name}-v<version>, names Services {isvc}-transformer that must
+            # fit a 63-character DNS label (40 leaves room for 10-digit versions).
+            {
+                "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && "
+                "size(self.metadata.name) <= 40",
+                "message": "metadata.name must start with a letter, hold only lower-case "
+                "letters, digits and '-', and be at most 40 characters (KServe names "
+                "{name}-v<version>-transformer Services after it)",
+            }
+        ],
         columns=[
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Stable", "type": "string", "jsonPath": ".status.stableVersion"},

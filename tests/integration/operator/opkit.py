@@ -168,10 +168,40 @@ def final_history(kserve: Any, namespace: str, name: str, timeout: float = 15) -
     eventually(
         lambda: kserve.history(namespace, name)[-1:] == [None],
         timeout=timeout,
-        what=f"{name}: InferenceService back to one variant",
+        what=f"{name}: traffic back to one version",
     )
     history: list[int | None] = kserve.history(namespace, name)
     return history
+
+
+def isvc_name(name: str, uri: str, version: str | None = None) -> str:
+    """Standard mode's InferenceService of one model version (``dex_operator.isvc``)."""
+    from dex_operator.isvc import isvc_name as render_name
+    from dex_operator.rollout import Target
+
+    return render_name(name, Target(uri, version or uri_version(uri)), "Standard")
+
+
+def owned_isvcs(kubeconfig: Path, namespace: str, name: str) -> list[str]:
+    listed = get_json(
+        kubeconfig, "isvc", "-n", namespace, "-l", f"dex.dataenginex.io/dexmodel={name}"
+    )
+    return sorted(item["metadata"]["name"] for item in listed["items"])
+
+
+def only_isvc(
+    kubeconfig: Path, namespace: str, name: str, isvc: str, timeout: float = 15
+) -> dict[str, Any]:
+    """Waits until ``isvc`` is the DexModel's one InferenceService (the version the route
+    left is deleted once the Gateway applied it), and returns it."""
+    from dex_testing.devcluster import eventually
+
+    eventually(
+        lambda: owned_isvcs(kubeconfig, namespace, name) == [isvc],
+        timeout=timeout,
+        what=f"{name}: only InferenceService {isvc}",
+    )
+    return dict(get_json(kubeconfig, "isvc", isvc, "-n", namespace))
 
 
 def mlflow_post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -42,8 +42,11 @@ from opkit import (
     events_for,
     final_history,
     get_json,
+    isvc_name,
     kubectl,
     mlflow_post,
+    only_isvc,
+    owned_isvcs,
     scratch_namespace,
     uri_version,
 )
@@ -266,12 +269,35 @@ def holding(step: int, weight: int, version: str) -> Callable[[dict[str, Any]], 
     )
 
 
-def isvc_get(kubeconfig: Path, ns: str, name: str) -> dict[str, Any] | None:
-    result = kubectl(kubeconfig, "get", "isvc", name, "-n", ns, "-o", "json", check=False)
+def isvc_get(kubeconfig: Path, ns: str, name: str, kind: str = "isvc") -> dict[str, Any] | None:
+    result = kubectl(kubeconfig, "get", kind, name, "-n", ns, "-o", "json", check=False)
     if result.returncode != 0:
         assert "NotFound" in result.stderr, result.stderr
         return None
     return dict(json.loads(result.stdout))
+
+
+def serving_objects(kubeconfig: Path, ns: str, name: str) -> dict[str, Any]:
+    """The DexModel's InferenceServices and route, by name: spec and generation each."""
+    out: dict[str, Any] = {}
+    for kind in ("isvc", "httproute"):
+        listed = json.loads(
+            kubectl(
+                kubeconfig,
+                "get",
+                kind,
+                "-n",
+                ns,
+                "-l",
+                f"dex.dataenginex.io/dexmodel={name}",
+                "-o",
+                "json",
+            ).stdout
+        )
+        for item in listed["items"]:
+            meta = item["metadata"]
+            out[f"{kind}/{meta['name']}"] = (item["spec"], meta["generation"])
+    return out
 
 
 def events(kubeconfig: Path, ns: str, name: str, reason: str) -> list[dict[str, Any]]:
@@ -347,10 +373,12 @@ def test_isvc_not_owned_is_left_alone_and_reported(
     kubeconfig: Path, ns: str, start_operator: StartOperator, kserve: KServeStandIn
 ) -> None:
     name = "taken"
+    # Someone else's InferenceService holds the name this DexModel's version 1 would take.
+    taken = isvc_name(name, V1)
     foreign = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": ns, "labels": {"team": "fraud"}},
+        "metadata": {"name": taken, "namespace": ns, "labels": {"team": "fraud"}},
         "spec": {
             "predictor": {
                 "containers": [
@@ -360,14 +388,14 @@ def test_isvc_not_owned_is_left_alone_and_reported(
         },
     }
     kubectl(kubeconfig, "create", "-f", "-", stdin=json.dumps(foreign))
-    before = isvc_get(kubeconfig, ns, name)
+    before = isvc_get(kubeconfig, ns, taken)
     assert before is not None
     op = start_operator()
     assert (
         apply(kubeconfig, dexmodel(name, ns, storage_uri=V1, drift_threshold=None)).returncode == 0
     )
 
-    message = f"InferenceService {name} exists and is not owned by this DexModel"
+    message = f"InferenceService {taken} exists and is not owned by this DexModel"
     status = wait_status(
         kubeconfig,
         ns,
@@ -386,19 +414,21 @@ def test_isvc_not_owned_is_left_alone_and_reported(
     # The operator keeps looking (it takes over once the other one is gone) and touches
     # nothing meanwhile; the warning is posted once, not at every resync.
     more_reconciles(op, 6, "NotOwned")
-    after = isvc_get(kubeconfig, ns, name)
+    after = isvc_get(kubeconfig, ns, taken)
     assert after is not None
     assert json.dumps(after["spec"], sort_keys=True) == json.dumps(before["spec"], sort_keys=True)
     for key in ("generation", "labels", "annotations", "ownerReferences", "uid"):
         assert after["metadata"].get(key) == before["metadata"].get(key), key
     assert len(events(kubeconfig, ns, name, "NotOwned")) == 1
     assert metric_total(op, ERRORS) == 0
+    # Nothing written past the refused create: no route to an InferenceService not ours.
+    assert isvc_get(kubeconfig, ns, name, "httproute") is None
 
     # Its owner deletes it: the DexModel now creates and owns its own.
-    kubectl(kubeconfig, "delete", "isvc", name, "-n", ns, "--timeout=30s")
+    kubectl(kubeconfig, "delete", "isvc", taken, "-n", ns, "--timeout=30s")
     status = wait_status(kubeconfig, ns, name, lambda s: s.get("phase") == "Promoted", "Promoted")
     assert (condition({"status": status}, "Ready") or {}).get("status") == "True"
-    owned = isvc_get(kubeconfig, ns, name)
+    owned = isvc_get(kubeconfig, ns, taken)
     assert owned is not None
     (ref,) = owned["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["name"], ref["controller"]) == ("DexModel", name, True)
@@ -421,33 +451,42 @@ def test_isvc_edited_or_deleted_out_of_band_is_restored(
     point = rollout_point(
         wait_status(kubeconfig, ns, name, holding(0, 10, uri_version(V2)), "holding step 1")
     )
-    desired = isvc_get(kubeconfig, ns, name)
+    stable = isvc_name(name, V1)
+    desired = isvc_get(kubeconfig, ns, stable)
+    desired_route = isvc_get(kubeconfig, ns, name, "httproute")
     assert desired is not None
-    assert desired["spec"]["canary"][0]["trafficPercent"] == 10
+    assert desired_route is not None
+    assert [r["weight"] for r in desired_route["spec"]["rules"][0]["backendRefs"]] == [90, 10]
 
     def restored() -> bool:
-        now = isvc_get(kubeconfig, ns, name)
-        return now is not None and now["spec"] == desired["spec"]
+        now = isvc_get(kubeconfig, ns, stable)
+        route = isvc_get(kubeconfig, ns, name, "httproute")
+        return (
+            now is not None
+            and now["spec"] == desired["spec"]
+            and route is not None
+            and route["spec"] == desired_route["spec"]
+        )
 
-    # A field the operator manages, the canary's traffic, edited by hand.
+    # A field the operator manages, the canary's weight on the route, edited by hand.
     kubectl(
         kubeconfig,
         "patch",
-        "isvc",
+        "httproute",
         name,
         "-n",
         ns,
         "--type=json",
         "-p",
-        '[{"op":"replace","path":"/spec/canary/0/trafficPercent","value":90}]',
+        '[{"op":"replace","path":"/spec/rules/0/backendRefs/1/weight","value":90}]',
     )
-    eventually(restored, timeout=30, what="canary traffic restored to 10%")
+    eventually(restored, timeout=30, what="canary weight restored to 10")
     # The stable predictor's arguments edited by hand.
     kubectl(
         kubeconfig,
         "patch",
         "isvc",
-        name,
+        stable,
         "-n",
         ns,
         "--type=json",
@@ -457,10 +496,10 @@ def test_isvc_edited_or_deleted_out_of_band_is_restored(
     )
     eventually(restored, timeout=30, what="predictor args restored")
     # Deleted by hand: recreated, owned, at the same step.
-    kubectl(kubeconfig, "delete", "isvc", name, "-n", ns, "--timeout=30s")
+    kubectl(kubeconfig, "delete", "isvc", stable, "-n", ns, "--timeout=30s")
 
     def recreated() -> bool:
-        now = isvc_get(kubeconfig, ns, name)
+        now = isvc_get(kubeconfig, ns, stable)
         return (
             now is not None
             and now["metadata"]["uid"] != desired["metadata"]["uid"]
@@ -499,13 +538,14 @@ def test_dexmodel_deleted_while_operator_down(
     obj = dexmodel(name, ns, storage_uri=V1, drift_threshold=None)
     assert apply(kubeconfig, obj).returncode == 0
     wait_status(kubeconfig, ns, name, lambda s: s.get("phase") == "Promoted", "Promoted")
+    isvc = isvc_name(name, V1)
     # The test's own finalizer keeps the InferenceService visible, terminating, after the
     # garbage collector deleted it: so the restarted operator sees it whatever the timing.
     kubectl(
         kubeconfig,
         "patch",
         "isvc",
-        name,
+        isvc,
         "-n",
         ns,
         "--type=merge",
@@ -523,7 +563,7 @@ def test_dexmodel_deleted_while_operator_down(
         what="DexModel gone",
     )
     eventually(
-        lambda: ((isvc_get(kubeconfig, ns, name) or {}).get("metadata") or {}).get(
+        lambda: ((isvc_get(kubeconfig, ns, isvc) or {}).get("metadata") or {}).get(
             "deletionTimestamp"
         ),
         timeout=60,
@@ -543,7 +583,7 @@ def test_dexmodel_deleted_while_operator_down(
         kubeconfig,
         "patch",
         "isvc",
-        name,
+        isvc,
         "-n",
         ns,
         "--type=merge",
@@ -552,14 +592,14 @@ def test_dexmodel_deleted_while_operator_down(
     )
     # ... and its DELETED event, recreating nothing, raising nothing.
     eventually(
-        lambda: isvc_get(kubeconfig, ns, name) is None, timeout=30, what="InferenceService gone"
+        lambda: isvc_get(kubeconfig, ns, isvc) is None, timeout=30, what="InferenceService gone"
     )
     eventually(
         lambda: metric_total(restarted, RECONCILES) > seen,
         timeout=30,
         what="restarted operator handled the DELETED event",
     )
-    assert isvc_get(kubeconfig, ns, name) is None
+    assert isvc_get(kubeconfig, ns, isvc) is None
     assert metric_total(restarted, ERRORS) == 0
     assert no_errors_logged(restarted) == []
     assert restarted.child is not None
@@ -592,8 +632,8 @@ def test_registry_unreachable_mid_rollout(
         )
         move_alias(mlflow_url, model, "2")
         point = rollout_point(wait_status(kubeconfig, ns, name, holding(0, 10, "2"), "step 1"))
-        before = isvc_get(kubeconfig, ns, name)
-        assert before is not None
+        before = serving_objects(kubeconfig, ns, name)
+        assert len(before) == 3  # stable's and the canary's InferenceServices, the route
         history = kserve.history(ns, name)
 
         gate.stop()  # the registry goes away mid-rollout
@@ -619,10 +659,7 @@ def test_registry_unreachable_mid_rollout(
         reconciled(kubeconfig, ns, name, lambda: patch_rollout(kubeconfig, ns, name, interval="1s"))
         posted = len(events(kubeconfig, ns, name, "RegistryError"))
         more_reconciles(op, 6, "registry down")
-        after = isvc_get(kubeconfig, ns, name)
-        assert after is not None
-        assert after["spec"] == before["spec"]
-        assert after["metadata"]["generation"] == before["metadata"]["generation"]
+        assert serving_objects(kubeconfig, ns, name) == before
         status = status_of(kubeconfig, ns, name)
         assert rollout_point(status) == point
         assert (condition({"status": status}, "Degraded") or {}).get("reason") == "RegistryError"
@@ -740,9 +777,7 @@ def test_drift_provider_unreachable_mid_rollout(
         assert rolled["type"] == "Warning"
         assert unreachable in rolled["message"]
         assert final_history(kserve, ns, name) == [None, 0, 10, 50, None]
-        isvc = isvc_get(kubeconfig, ns, name)
-        assert isvc is not None
-        assert "canary" not in isvc["spec"]
+        isvc = only_isvc(kubeconfig, ns, name, isvc_name(name, V1))
         assert f"--model={V1}" in isvc["spec"]["predictor"]["containers"][0]["args"]
     finally:
         if not drift.gone.is_set():
@@ -778,12 +813,21 @@ def test_alias_moves_mid_rollout_restarts_toward_new_version(
     assert (restarted["type"], restarted["message"]) == ("Normal", "canary replaced by version 3")
     status = wait_status(kubeconfig, ns, name, holding(0, 10, "3"), "v3 holding step 1")
     assert status["stableVersion"] == "1"
-    isvc = isvc_get(kubeconfig, ns, name)
-    assert isvc is not None
-    assert isvc["spec"]["predictor"]["name"] == "v1"
-    (canary,) = isvc["spec"]["canary"]
-    assert (canary["predictor"]["name"], canary["trafficPercent"]) == ("v3", 10)
-    assert f"--model=models:/{model}/3" in canary["predictor"]["containers"][0]["args"]
+    # v2's InferenceService went with the route's last reference to it; v3 is the canary.
+    eventually(
+        lambda: owned_isvcs(kubeconfig, ns, name) == [f"{name}-v1", f"{name}-v3"],
+        timeout=15,
+        what="v1 and v3 only",
+    )
+    canary = isvc_get(kubeconfig, ns, f"{name}-v3")
+    assert canary is not None
+    assert f"--model=models:/{model}/3" in canary["spec"]["predictor"]["containers"][0]["args"]
+    route = isvc_get(kubeconfig, ns, name, "httproute")
+    assert route is not None
+    assert [(r["name"], r["weight"]) for r in route["spec"]["rules"][0]["backendRefs"]] == [
+        (f"{name}-v1-predictor", 90),
+        (f"{name}-v3-predictor", 10),
+    ]
 
     patch_rollout(kubeconfig, ns, name, interval="1s")
     status = wait_status(

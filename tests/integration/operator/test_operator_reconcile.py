@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opkit import (
@@ -18,8 +19,10 @@ from opkit import (
     events_for,
     final_history,
     get_json,
+    isvc_name,
     kubectl,
-    sample_value,
+    only_isvc,
+    owned_isvcs,
     uri_version,
 )
 
@@ -76,7 +79,7 @@ def test_create_owned_isvc_ready_promoted(
     )
     assert apply(kubeconfig, obj).returncode == 0
     dm = wait_phase(kubeconfig, namespace, "churn", "Promoted")
-    isvc = get_json(kubeconfig, "isvc", "churn", "-n", namespace)
+    isvc = get_json(kubeconfig, "isvc", isvc_name("churn", V1), "-n", namespace)
     (ref,) = isvc["metadata"]["ownerReferences"]
     assert ref["kind"] == "DexModel"
     assert ref["uid"] == dm["metadata"]["uid"]
@@ -91,7 +94,19 @@ def test_create_owned_isvc_ready_promoted(
     assert dm["status"]["stableVersion"] == uri_version(V1)
     assert condition(dm, "Ready")["status"] == "True"
     assert dm["status"]["observedGeneration"] == dm["metadata"]["generation"]
-    assert dm["status"]["inferenceService"]["url"] == f"http://churn.{namespace}.example.com"
+    assert dm["status"]["inferenceService"]["url"] == f"http://churn-{namespace}.example.com"
+    # Requests enter through the DexModel's route, accepted by the Gateway.
+    route = get_json(kubeconfig, "httproute", "churn", "-n", namespace)
+    assert route["metadata"]["ownerReferences"][0]["uid"] == dm["metadata"]["uid"]
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {
+            "group": "",
+            "kind": "Service",
+            "name": f"{isvc_name('churn', V1)}-predictor",
+            "port": 80,
+            "weight": 100,
+        }
+    ]
 
 
 @pytest.mark.parametrize("mode", ["Standard", "Knative"])
@@ -118,23 +133,15 @@ def test_passing_canary_takes_every_step(
     dm = wait_phase(kubeconfig, namespace, name, "Promoted", 40)
     assert dm["status"]["stableVersion"] == uri_version(V2)
     assert final_history(kserve, namespace, name) == [None, 0, 10, 40, 70, None]
-    isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
     if mode == "Knative":
+        isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
         assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
-        assert f"--model={V2}" in isvc["spec"]["predictor"]["containers"][0]["args"]
     else:
-        assert "canary" not in isvc["spec"]
-        assert isvc["spec"]["predictor"]["name"] == isvc_variant(V2)
+        isvc = only_isvc(kubeconfig, namespace, name, isvc_name(name, V2))
+    assert f"--model={V2}" in isvc["spec"]["predictor"]["containers"][0]["args"]
     reasons = [e["reason"] for e in events_for(kubeconfig, namespace, name)]
     assert reasons.count("StepStarted") == 3
     assert "Promoted" in reasons
-
-
-def isvc_variant(uri: str) -> str:
-    from dex_operator.isvc import variant_name
-    from dex_operator.rollout import Target
-
-    return variant_name(Target(uri, uri_version(uri)))
 
 
 def test_failing_canary_rolls_back(
@@ -162,8 +169,7 @@ def test_failing_canary_rolls_back(
     assert degraded["status"] == "True"
     assert degraded["reason"] == "AnalysisFailed"
     assert final_history(kserve, namespace, name) == [None, 0, 10, None]
-    isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
-    assert "canary" not in isvc["spec"]  # stable keeps 100%
+    isvc = only_isvc(kubeconfig, namespace, name, isvc_name(name, V1))  # stable keeps 100%
     assert f"--model={V1}" in isvc["spec"]["predictor"]["containers"][0]["args"]
     events = events_for(kubeconfig, namespace, name)
     rolled = [e for e in events if e["reason"] == "RolledBack"]
@@ -202,8 +208,7 @@ def test_a_canary_that_never_becomes_ready_rolls_back_at_the_progress_deadline(
     assert dm["status"]["stableVersion"] == uri_version(V1)
     # It never got traffic, and the stable predictor was never replaced.
     assert final_history(kserve, namespace, name) == [None, 0, None]
-    isvc = get_json(kubeconfig, "isvc", name, "-n", namespace)
-    assert "canary" not in isvc["spec"]
+    isvc = only_isvc(kubeconfig, namespace, name, isvc_name(name, V1))
     assert f"--model={V1}" in isvc["spec"]["predictor"]["containers"][0]["args"]
     rolled = [e for e in events_for(kubeconfig, namespace, name) if e["reason"] == "RolledBack"]
     assert [(e["type"], e["message"]) for e in rolled] == [("Warning", message)]
@@ -256,22 +261,30 @@ def test_deleting_dexmodel_garbage_collects_isvc(
 ) -> None:
     assert apply(kubeconfig, dexmodel("gone", namespace, storage_uri=V1)).returncode == 0
     wait_phase(kubeconfig, namespace, "gone", "Promoted")
+    assert owned_isvcs(kubeconfig, namespace, "gone") == [isvc_name("gone", V1)]
     kubectl(kubeconfig, "delete", "dm", "gone", "-n", namespace, "--timeout=30s")
     eventually(
-        lambda: (
-            kubectl(kubeconfig, "get", "isvc", "gone", "-n", namespace, check=False).returncode != 0
-        ),
+        lambda: not owned_isvcs(kubeconfig, namespace, "gone"),
         timeout=30,
         what="isvc garbage-collected",
     )
+    eventually(
+        lambda: (
+            kubectl(kubeconfig, "get", "httproute", "gone", "-n", namespace, check=False).returncode
+            != 0
+        ),
+        timeout=30,
+        what="route garbage-collected",
+    )
 
 
-def test_refused_isvc_create_counts_reconcile_errors(
+def test_a_refused_isvc_create_is_degraded_with_a_warning_and_nothing_half_applied(
     kubeconfig: Path, crds: None, operator: OperatorProcess
 ) -> None:
-    # An admission policy refusing every InferenceService in one namespace makes the create
-    # each reconcile ends with fail (422): a reconcile that raises, as the operator's metrics
-    # must show. Its own namespace, so no other test is refused anything.
+    # An admission policy refusing every InferenceService in one namespace: the create is
+    # refused (422). The DexModel says so (Degraded + one Warning quoting the refusal), no
+    # route is written past it, and once the policy goes the next resync applies it all.
+    # Its own namespace, so no other test is refused anything.
     ns = f"dex-op-refuse-{uuid.uuid4().hex[:6]}"
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -310,8 +323,6 @@ def test_refused_isvc_create_counts_reconcile_errors(
         "metadata": {"name": "probe", "namespace": ns},
         "spec": {"predictor": {"containers": [{"name": "kserve-container", "image": "x"}]}},
     }
-    metrics = f"http://127.0.0.1:{operator.env['DEX_METRICS_PORT']}/metrics"
-    sample, labels = "dex_operator_reconcile_errors_total", {"reason": "422"}
     kubectl(kubeconfig, "create", "namespace", ns)
     try:
         kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(policy))
@@ -332,14 +343,31 @@ def test_refused_isvc_create_counts_reconcile_errors(
             timeout=30,
             what="admission policy in force",
         )
-        before = sample_value(metrics, sample, labels) or 0.0
         assert apply(kubeconfig, dexmodel("refused", ns, storage_uri=V1)).returncode == 0
+
+        def degraded() -> dict[str, Any] | None:
+            return condition(get_json(kubeconfig, "dm", "refused", "-n", ns), "Degraded")
+
         eventually(
-            lambda: (sample_value(metrics, sample, labels) or 0.0) > before,
-            timeout=30,
-            what="reconcile error counted with reason 422",
+            lambda: (degraded() or {}).get("status") == "True",
+            timeout=15,
+            what="Degraded after the refused create",
         )
+        cond = degraded() or {}
+        assert cond["reason"] == "InferenceServiceRejected"
+        assert "no InferenceServices here" in cond["message"]
+        warnings = [
+            e
+            for e in events_for(kubeconfig, ns, "refused")
+            if e["reason"] == "InferenceServiceRejected"
+        ]
+        assert [(e["type"], e["message"]) for e in warnings] == [("Warning", cond["message"])]
+        # Nothing past the refusal: no InferenceService, no route pointing at none.
         assert kubectl(kubeconfig, "get", "isvc", "-n", ns, "-o", "name").stdout.strip() == ""
+        assert kubectl(kubeconfig, "get", "httproute", "-n", ns, "-o", "name").stdout.strip() == ""
+        kubectl(kubeconfig, "delete", "validatingadmissionpolicybinding", ns)
+        wait_phase(kubeconfig, ns, "refused", "Promoted")
+        assert (degraded() or {}).get("status") == "False"
     finally:
         # Gone before the test ends: operators started later watch the whole cluster.
         kubectl(kubeconfig, "delete", "dm", "refused", "-n", ns, "--timeout=30s", check=False)

@@ -134,7 +134,7 @@ def test_operator_follows_alias_and_checks_feature_contract(
     assert f"--tracking-uri={mlflow_url}" in predictor["args"]
     (transformer,) = isvc["spec"]["transformer"]["containers"]
     assert transformer["args"][:2] == ["transformer", f"--model=models:/{MODEL}/1"]
-    assert f"--predictor-host=champ-predictor.{namespace}" in transformer["args"]
+    assert f"--predictor_host=champ-predictor.{namespace}" in transformer["args"]
 
     # The promotion pipeline moves the alias; the operator's registry poll notices.
     mlflow_post(

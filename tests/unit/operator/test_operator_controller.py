@@ -5,6 +5,7 @@ a reconcile raises or gives up, and the per-DexModel lock that must not outlive 
 from __future__ import annotations
 
 import gc
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -50,7 +51,8 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return dexmodel()
 
     monkeypatch.setattr(kube, "get_dexmodel", get_dexmodel)
-    monkeypatch.setattr(kube, "get_isvc", lambda namespace, name: None)
+    monkeypatch.setattr(kube, "list_isvcs", lambda namespace, name: {})
+    monkeypatch.setattr(kube, "get_route", lambda namespace, name: None)
     monkeypatch.setattr(kube, "cluster_default_mode", lambda: None)
     return calls
 
@@ -69,7 +71,7 @@ def test_conflicts_that_outlast_the_retries_give_up_and_count(
     # The real reconcile down to the status write, which the API server refuses each time.
     writes: list[dict[str, Any]] = []
 
-    def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> None:
+    def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
         writes.append(status)
         raise ApiException(status=409, reason="Conflict")
 
@@ -193,3 +195,41 @@ def test_reconciles_by_memo_and_by_name_exclude_each_other(
     assert lock.acquire(timeout=10)
     lock.release()
     assert entered == ["timer"]
+
+
+def test_a_refused_write_becomes_degraded_and_one_warning_quoting_the_refusal(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # KServe's webhook (or the API server) refuses the InferenceService: the rest of the
+    # writes (the route) are not made, and the refusal is said where users look.
+    message = (
+        'admission webhook "inferenceservice.kserve-webhook-server.validator" denied the '
+        'request: the InferenceService "churn-v1" is invalid'
+    )
+    statuses: list[dict[str, Any]] = []
+    written: list[str] = []
+    warnings: list[tuple[str, str]] = []
+
+    def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
+        statuses.append(status)
+        return str(int(meta["resourceVersion"]) + 1)
+
+    def refused(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
+        written.append(desired["kind"])
+        exc = ApiException(status=422, reason="Unprocessable Entity")
+        exc.body = json.dumps({"kind": "Status", "reason": "Invalid", "message": message})
+        raise exc
+
+    monkeypatch.setattr(kube, "patch_status", patch_status)
+    monkeypatch.setattr(kube, "converge", refused)
+    monkeypatch.setattr(controller.kopf, "event", lambda *a, **k: None)
+    monkeypatch.setattr(
+        controller.kopf, "warn", lambda obj, *, reason, message: warnings.append((reason, message))
+    )
+    controller.reconcile(NS, NAME, now=NOW)
+    assert written == ["InferenceService"]  # the route was not written after the refusal
+    degraded = [c for c in statuses[-1]["conditions"] if c["type"] == "Degraded"]
+    assert degraded[0]["status"] == "True"
+    assert degraded[0]["reason"] == "InferenceServiceRejected"
+    assert message in degraded[0]["message"]
+    assert warnings == [("InferenceServiceRejected", degraded[0]["message"])]

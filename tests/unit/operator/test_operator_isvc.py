@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dex_operator import isvc
+from dex_operator import isvc, route
 from dex_operator.crd.models import DexModelSpec
 from dex_operator.kube import merge_diff
 from dex_operator.rollout import Plan, Target
@@ -89,15 +89,58 @@ def test_named_runtime_uses_kserve_model_spec() -> None:
     assert "containers" not in out["predictor"]
 
 
-def test_standard_canary_uses_named_variants() -> None:
-    out = render_spec(spec(), Plan(V1, V2, 10), "Standard")
-    assert out["predictor"]["name"] == "v1"
-    assert flag(container(out["predictor"])["args"], "model") == "models:/churn-classifier/1"
-    assert "canaryTrafficPercent" not in out["predictor"]
-    (canary,) = out["canary"]
-    assert canary["trafficPercent"] == 10
-    assert canary["predictor"]["name"] == "v2"
-    assert flag(container(canary["predictor"])["args"], "model") == "models:/churn-classifier/2"
+def test_standard_renders_one_traffic_free_isvc_per_version() -> None:
+    # KServe's own Standard canary would send the canary share around the transformer:
+    # each version is a whole InferenceService and the route splits (test_operator_route).
+    stable, canary = isvc.render(
+        name="churn",
+        namespace="ns",
+        owner=OWNER,
+        spec=spec(features={"featureService": "churn_v1", "entityKey": "customer_id"}),
+        plan=Plan(V1, V2, 10),
+        mode="Standard",
+        endpoints=ENDPOINTS,
+    )
+    assert [stable["metadata"]["name"], canary["metadata"]["name"]] == ["churn-v1", "churn-v2"]
+    for obj, version in ((stable, "1"), (canary, "2")):
+        out = obj["spec"]
+        assert set(out) == {"predictor", "transformer"}
+        assert "name" not in out["predictor"]
+        assert "canaryTrafficPercent" not in out["predictor"]
+        model = f"models:/churn-classifier/{version}"
+        assert flag(container(out["predictor"])["args"], "model") == model
+        # Each version's transformer fetches the features of its own version's contract.
+        args = container(out["transformer"])["args"]
+        assert flag(args, "model") == model
+        assert flag(args, "predictor_host") == f"churn-v{version}-predictor.ns"
+        assert flag(args, "model_name") == "churn"  # served as the DexModel, whichever ISVC
+
+
+def test_traffic_steps_leave_every_isvc_unchanged() -> None:
+    # A step changes only the route's weights: KServe copies ISVC annotations (the spec
+    # hash too) onto pod templates, so any change here would restart stable's pods.
+    def objects(weight: int) -> list[dict[str, Any]]:
+        return isvc.render(
+            name="churn",
+            namespace="ns",
+            owner=OWNER,
+            spec=spec(),
+            plan=Plan(V1, V2, weight),
+            mode="Standard",
+            endpoints=ENDPOINTS,
+        )
+
+    assert objects(0) == objects(10) == objects(50)
+    (alone,) = isvc.render(
+        name="churn",
+        namespace="ns",
+        owner=OWNER,
+        spec=spec(),
+        plan=Plan(V1),
+        mode="Standard",
+        endpoints=ENDPOINTS,
+    )
+    assert alone == objects(10)[0]
 
 
 def test_serving_features_and_logger_are_rendered() -> None:
@@ -127,16 +170,16 @@ def test_serving_features_and_logger_are_rendered() -> None:
     assert transformer["args"] == [
         "transformer",
         "--model=models:/churn-classifier/1",
-        "--served-name=churn",
+        "--model_name=churn",
         "--tracking-uri=http://mlflow.dex.svc:5000",
         "--feature-repo=/opt/dex/feature_repo",
-        "--predictor-host=churn-predictor.ns",
+        "--predictor_host=churn-v1-predictor.ns",
         "--predictor-protocol=v1",
         "--monitor-url=http://monitor:8080",
         "--event-spool=/var/lib/dex/event-spool",
         f"--event-spool-bytes={256 * 2**20}",
         "--host=0.0.0.0",
-        "--port=8080",
+        "--http_port=8080",
     ]
     assert transformer["env"] == [{"name": "PROTOCOL", "value": "v1"}]
     # A monitor restart must not lose events: they wait on a volume the pod keeps.
@@ -161,9 +204,9 @@ def test_render_sets_controller_owner_and_hash() -> None:
             owner=OWNER,
             spec=spec(),
             plan=plan,
-            mode="Standard",
+            mode="Knative",
             endpoints=ENDPOINTS,
-        )
+        )[0]
 
     obj = render(Plan(V1))
     (ref,) = obj["metadata"]["ownerReferences"]
@@ -171,7 +214,7 @@ def test_render_sets_controller_owner_and_hash() -> None:
     assert ref["controller"]
     assert ref["blockOwnerDeletion"]
     ann = obj["metadata"]["annotations"]
-    assert ann[isvc.MODE_ANNOTATION] == "Standard"
+    assert ann[isvc.MODE_ANNOTATION] == "Knative"
     other = render(Plan(V1, V2, 10))
     assert (
         other["metadata"]["annotations"][isvc.SPEC_HASH_ANNOTATION]
@@ -272,21 +315,66 @@ def test_observe_knative_canary_not_ready_and_stale() -> None:
     assert observed.canary_traffic == 0
 
 
-def test_observe_standard_canary() -> None:
-    status = {"canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 10}]}
-    observed, mirror = isvc.observe(_obj(status), "Standard", Plan(V1, V2, 10))
+def _version(name: str, ready: bool) -> dict[str, Any]:
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    return {"metadata": {"name": name}, "status": {"conditions": [condition]}}
+
+
+def _route(weights: list[tuple[str, int]], accepted_generation: int | None) -> dict[str, Any]:
+    parents = []
+    if accepted_generation is not None:
+        condition = {
+            "type": "Accepted",
+            "status": "True",
+            "observedGeneration": accepted_generation,
+        }
+        parents = [
+            {
+                "parentRef": {"name": "dex-gateway", "namespace": "dex-system"},
+                "controllerName": "traefik.io/gateway-controller",
+                "conditions": [condition],
+            }
+        ]
+    refs = [{"name": f"{n}-predictor", "port": 80, "weight": w} for n, w in weights]
+    return {
+        "metadata": {"name": "churn", "generation": 3},
+        "spec": {"hostnames": ["churn-ns.example.com"], "rules": [{"backendRefs": refs}]},
+        "status": {"parents": parents},
+    }
+
+
+GATEWAY = route.ParentRef("dex-system", "dex-gateway")
+
+
+def test_observe_variants_reads_readiness_per_version_and_weight_from_the_route() -> None:
+    isvcs = {"churn-v1": _version("churn-v1", True), "churn-v2": _version("churn-v2", True)}
+    accepted = _route([("churn-v1", 90), ("churn-v2", 10)], accepted_generation=3)
+    observed, mirror = isvc.observe_variants("churn", isvcs, accepted, Plan(V1, V2, 10), GATEWAY)
+    assert observed.current
+    assert observed.stable_ready
     assert observed.canary_ready
     assert observed.canary_traffic == 10
-    assert observed.stable_ready
     assert mirror is not None
-    assert [(t.revision, t.percent) for t in mirror.traffic] == [
-        ("v1", 90),
-        ("v2", 10),
-    ]
+    assert mirror.url == "http://churn-ns.example.com"
+    assert [(t.revision, t.percent) for t in mirror.traffic] == [("churn-v1", 90), ("churn-v2", 10)]
+
+
+def test_observe_variants_a_weight_is_not_applied_until_the_gateway_accepts_it() -> None:
+    isvcs = {"churn-v1": _version("churn-v1", True), "churn-v2": _version("churn-v2", False)}
+    # The Gateway last accepted generation 2; the route is at 3 (a weight patch pending).
+    pending = _route([("churn-v1", 90), ("churn-v2", 10)], accepted_generation=2)
+    observed, _ = isvc.observe_variants("churn", isvcs, pending, Plan(V1, V2, 10), GATEWAY)
+    assert not observed.current
+    assert observed.canary_traffic is None
+    assert not observed.canary_ready
+    other_gateway = isvc.observe_variants(
+        "churn", isvcs, pending, Plan(V1, V2, 10), route.ParentRef("elsewhere", "gw")
+    )[0]
+    assert not other_gateway.current
 
 
 def test_observe_missing() -> None:
-    observed, mirror = isvc.observe(None, "Standard", None)
+    observed, mirror = isvc.observe(None, "Knative", None)
     assert not observed.exists
     assert mirror is None
 
@@ -299,7 +387,7 @@ def test_merge_diff_removes_and_replaces() -> None:
 
 
 def test_drifted_sees_edits_of_rendered_fields_not_added_defaults() -> None:
-    desired = {"spec": render_spec(spec(), Plan(V1, V2, 10), "Standard")}
+    desired = {"spec": render_spec(spec(), Plan(V1, V2, 10), "Knative")}
     assert not isvc.drifted(None, desired)
     assert not isvc.drifted(copy.deepcopy(desired), desired)
     # What an admission webhook adds (a key we do not render) is not an edit.
@@ -308,11 +396,11 @@ def test_drifted_sees_edits_of_rendered_fields_not_added_defaults() -> None:
     assert not isvc.drifted(defaulted, desired)
     # A kubectl edit of a value we render, or of a list's length, is.
     traffic = copy.deepcopy(desired)
-    traffic["spec"]["canary"][0]["trafficPercent"] = 90
+    traffic["spec"]["predictor"]["canaryTrafficPercent"] = 90
     assert isvc.drifted(traffic, desired)
     args = copy.deepcopy(desired)
     args["spec"]["predictor"]["containers"][0]["args"].append("--extra")
     assert isvc.drifted(args, desired)
     removed = copy.deepcopy(desired)
-    del removed["spec"]["canary"]
+    del removed["spec"]["predictor"]["canaryTrafficPercent"]
     assert isvc.drifted(removed, desired)

@@ -73,7 +73,9 @@ def test_cluster_role_has_no_wildcards() -> None:
             for rule in doc.get("rules", []):
                 for key in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule.get(key, []), (path.name, rule)
-                assert "delete" not in rule["verbs"]
+                # It deletes only what it created per version (a version the route left).
+                if "delete" in rule["verbs"]:
+                    assert rule["resources"] in (["inferenceservices"], ["httproutes"]), rule
 
 
 def test_samples_validate_against_the_pydantic_models() -> None:

@@ -32,9 +32,10 @@ def spec(protocol: str) -> DexModelSpec:
 
 
 def containers(out: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    found = [("predictor", out["predictor"]["containers"][0])]
-    found += [("predictor", c["predictor"]["containers"][0]) for c in out.get("canary", [])]
-    return [*found, ("transformer", out["transformer"]["containers"][0])]
+    return [
+        ("predictor", out["predictor"]["containers"][0]),
+        ("transformer", out["transformer"]["containers"][0]),
+    ]
 
 
 def test_serving_image_runs_the_cli_and_holds_the_feature_repo() -> None:
@@ -46,7 +47,10 @@ def test_serving_image_runs_the_cli_and_holds_the_feature_repo() -> None:
 @pytest.mark.parametrize("mode", ["Knative", "Standard"])
 @pytest.mark.parametrize("protocol", ["v1", "v2"])
 def test_rendered_args_parse_with_the_serving_cli(mode: isvc.Mode, protocol: str) -> None:
-    out = isvc.render_spec(spec(protocol), Plan(V1, V2, 10), mode, "churn", "ns", ENDPOINTS)
+    out = isvc.render_spec(
+        spec(protocol), Plan(V1, V2, 10), mode, "churn", "ns", ENDPOINTS, target=V2
+    )
+    own = "churn" if mode == "Knative" else "churn-v2"
     roles = []
     for role, container in containers(out):
         settings = settings_from(container["args"])
@@ -60,7 +64,7 @@ def test_rendered_args_parse_with_the_serving_cli(mode: isvc.Mode, protocol: str
             assert isinstance(settings, TransformerSettings)
             assert settings.served_name == "churn"
             assert str(settings.feature_repo) == isvc.FEATURE_REPO
-            assert settings.predictor_host == "churn-predictor.ns"
+            assert settings.predictor_host == f"{own}-predictor.ns"
             assert settings.predictor_protocol == protocol
             assert settings.monitor_url == "http://dex-monitor.dex:8082"
             # The spool lives on the volume the transformer mounts.
@@ -71,8 +75,7 @@ def test_rendered_args_parse_with_the_serving_cli(mode: isvc.Mode, protocol: str
             assert isinstance(settings, PredictorSettings)
             assert settings.served_name == "churn"
         roles.append(role)
-    expected_predictors = 1 if mode == "Knative" else 2
-    assert roles == ["predictor"] * expected_predictors + ["transformer"]
+    assert roles == ["predictor", "transformer"]
 
 
 def kserve_transformer_args(args: list[str], name: str, namespace: str) -> list[str]:
@@ -92,7 +95,10 @@ def kserve_transformer_args(args: list[str], name: str, namespace: str) -> list[
 def test_transformer_args_survive_kserve_defaulting() -> None:
     out = isvc.render_spec(spec("v2"), Plan(V1), "Standard", "churn", "ns", ENDPOINTS)
     args = out["transformer"]["containers"][0]["args"]
-    settings = settings_from(kserve_transformer_args(args, "churn", "ns"))
+    # KServe would append its own for the InferenceService churn-v1; ours already hold them.
+    assert kserve_transformer_args(args, "churn-v1", "ns") == args
+    settings = settings_from(args)
     assert isinstance(settings, TransformerSettings)
-    assert settings.predictor_host == "churn-predictor.ns"
+    assert settings.served_name == "churn"
+    assert settings.predictor_host == "churn-v1-predictor.ns"
     assert settings.http_port == isvc.SERVING_PORT
