@@ -226,6 +226,8 @@ def _transformer(
         return None
     args = transformer_args(spec, target, served_name, host, endpoints)
     container = _container(spec.features.image, args, spec)
+    if spec.serving.resources:
+        container["resources"] = spec.serving.resources.model_dump(by_alias=True, exclude_none=True)
     transformer: dict[str, Any] = {"containers": [container]}
     if spec.serving.logger:
         container["volumeMounts"] = [{"name": "event-spool", "mountPath": EVENT_SPOOL_DIR}]

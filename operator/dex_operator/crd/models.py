@@ -127,7 +127,7 @@ class ResourceList(CrdModel):
 
 
 class Resources(CrdModel):
-    """Container resource requests and limits for the predictor."""
+    """Container resource requests and limits of a serving container."""
 
     requests: ResourceList | None = Field(default=None, description="Guaranteed resources.")
     limits: ResourceList | None = Field(default=None, description="Resource ceilings.")
@@ -199,7 +199,11 @@ class ServingSpec(CrdModel):
     scale_target: int | None = Field(
         default=None, ge=1, description="Autoscaling target value for scaleMetric."
     )
-    resources: Resources | None = Field(default=None, description="Predictor resources.")
+    resources: Resources | None = Field(
+        default=None,
+        description="Resources of each serving container (predictor and transformer); KServe "
+        "gives a container without any 1 CPU and 2Gi.",
+    )
     logger: LoggerSpec | None = Field(
         default=None, description="Payload logging for monitoring; unset disables it."
     )

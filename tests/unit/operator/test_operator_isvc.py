@@ -182,6 +182,7 @@ def test_serving_features_and_logger_are_rendered() -> None:
         "--http_port=8080",
     ]
     assert transformer["env"] == [{"name": "PROTOCOL", "value": "v1"}]
+    assert transformer["resources"] == container(pred)["resources"]
     # A monitor restart must not lose events: they wait on a volume the pod keeps.
     assert transformer["volumeMounts"] == [
         {"name": "event-spool", "mountPath": "/var/lib/dex/event-spool"}
