@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from dex_testing.devcluster import dns
 from dex_testing.devcluster.assets import Assets, find_assets
 from dex_testing.devcluster.hoststate import HostSnapshot
 from dex_testing.devcluster.kubeconfig import write_cert_kubeconfig
@@ -269,8 +270,10 @@ class ControlPlane:
         starter: NodeStarter | None = None
         identity: NodeIdentity | None = None
         host = "127.0.0.1"
+        coredns: Path | None = None
         if node_config is not None:
             check_tools(self.assets)
+            coredns = dns.binary() if node_config.dns else None
             self.progress("snapshotting the machine before the node changes it")
             self._before = claim_machine(work, self.progress)
             starter = NodeStarter(
@@ -329,6 +332,8 @@ class ControlPlane:
                 timeout=self.config.start_timeout,
                 what="ServiceAccount default/default",
             )
+            if coredns is not None:
+                self._start_dns(work, coredns, kubeconfig, ports, self._node.ip)
         version = str(_api(server, self._ctx, "GET", "/version")["gitVersion"])
         self.state = ClusterState(
             server=server,
@@ -359,6 +364,25 @@ class ControlPlane:
         )
         self._procs.append(child)
         return child
+
+    def _start_dns(
+        self, work: Path, binary: Path, admin: Path, ports: dict[str, int], ip: str
+    ) -> None:
+        """CoreDNS on the node IP port 53, as ServiceAccount kube-system/coredns (dns.py)."""
+        self.progress("waiting for CoreDNS (cluster DNS) to be ready")
+        ports["coredns_health"], ports["coredns_ready"] = free_ports(2)
+        kubeconfig = dns.grant(admin, work / "coredns" / "coredns.kubeconfig")
+        corefile = dns.corefile(
+            work / "coredns" / "Corefile",
+            node_ip=ip,
+            kubeconfig=kubeconfig,
+            health=ports["coredns_health"],
+            ready=ports["coredns_ready"],
+        )
+        child = self._spawn("coredns", binary, ["-conf", str(corefile)], work)
+        child.wait_ready(
+            lambda: dns.is_ready(ports["coredns_ready"]), timeout=self.config.start_timeout
+        )
 
     def _start_etcd(self, work: Path, ports: dict[str, int]) -> None:
         client = f"http://127.0.0.1:{ports['etcd_client']}"

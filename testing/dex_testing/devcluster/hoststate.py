@@ -328,7 +328,13 @@ def take_snapshot(work_dir: Path | None = None) -> HostSnapshot:
 
 # What a node's teardown may kill when it names the node's folder: its own components, the
 # shims and runc calls of its containerd; never, say, a `tail -f` of one of its logs.
-_KILLABLE = NODE_EXECUTABLES | {"runc", "etcd", "kube-apiserver", "kube-controller-manager"}
+_KILLABLE = NODE_EXECUTABLES | {
+    "runc",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "coredns",  # the cluster DNS (dns.py); its Corefile is in the node's folder
+}
 
 
 def kill_node_processes(work_dir: Path) -> list[str]:

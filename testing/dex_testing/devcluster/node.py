@@ -14,8 +14,8 @@ socket path (104 bytes).
 Addresses come from 198.18.0.0/15 (RFC 2544, for test networks): the node IP sits on a
 port-less bridge that stands in for a dummy link (this kernel has no dummy driver), pods on
 the CNI bridge with no masquerading and no default route, so pod traffic reaches the node
-and Services but never leaves the machine. There is no cluster DNS: pods find
-Services through the environment variables the kubelet injects, or by ClusterIP.
+and Services but never leaves the machine. Cluster DNS is CoreDNS on the node IP (``dns``;
+on by default): pods resolve ``<svc>.<ns>``, and nothing outside ``cluster.local``.
 """
 
 from __future__ import annotations
@@ -76,6 +76,10 @@ class NodeConfig(BaseModel):
         description="OCI/docker image archives to import into containerd (imagePullPolicy: "
         "Never); each image is also tagged <repository>:dev (see DEV_TAG).",
     )
+    dns: bool = Field(
+        default=True,
+        description="Run CoreDNS (make coredns) on the node IP as the pods' cluster DNS.",
+    )
     ready_timeout: float = Field(default=120.0, gt=0)
     drain_timeout: float = Field(default=60.0, gt=0)
 
@@ -127,6 +131,7 @@ def ensure_node_tools() -> None:
     subprocess.run(
         ["bash", str(SOURCE_ROOT / "tools" / "envtest" / "build.sh"), "--node"], check=True
     )
+    subprocess.run(["bash", str(SOURCE_ROOT / "tools" / "coredns" / "build.sh")], check=True)
 
 
 def check_tools(assets: Assets) -> None:
@@ -373,7 +378,9 @@ def _cni_config(work: Path, config: NodeConfig, service_cidr: str) -> None:
     (folder / "10-dex.conflist").write_text(json.dumps(conflist, indent=2))
 
 
-def _kubelet_config(work: Path, pki: Pki, socket: Path, ports: dict[str, int], ip: str) -> Path:
+def _kubelet_config(
+    work: Path, pki: Pki, socket: Path, ports: dict[str, int], ip: str, *, dns: bool
+) -> Path:
     assert pki.node is not None
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -397,8 +404,10 @@ def _kubelet_config(work: Path, pki: Pki, socket: Path, ports: dict[str, int], i
         },
         "authorization": {"mode": "Webhook"},
         "clusterDomain": "cluster.local",
-        "clusterDNS": [],
-        "resolvConf": "",  # no DNS in pods (no route out, no cluster DNS)
+        # CoreDNS on the node IP (dns.py); ClusterFirst pods get it as their only nameserver.
+        "clusterDNS": [ip] if dns else [],
+        # Nothing of the host's resolv.conf: pods have no route to its servers.
+        "resolvConf": "",
         "podLogsDir": str(work / "kubelet" / "pod-logs"),
         "volumePluginDir": str(work / "kubelet" / "volume-plugins"),
         "registerNode": True,
@@ -572,7 +581,9 @@ class NodeStarter:
             user=f"system:node:{node.name}",
             context="dex-devcluster",
         )
-        config = _kubelet_config(work, pki, node.containerd_socket, ports, node.ip)
+        config = _kubelet_config(
+            work, pki, node.containerd_socket, ports, node.ip, dns=self.config.dns
+        )
         began = time.monotonic()
         kubelet = self.spawn(
             "kubelet",

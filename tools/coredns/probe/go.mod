@@ -1,0 +1,3 @@
+module dex.local/tools/coredns/probe
+
+go 1.24
