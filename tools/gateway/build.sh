@@ -75,8 +75,8 @@ if ! command -v go >/dev/null; then
   echo "gateway: Go is needed to build Traefik $traefik_version; install it" >&2
   exit 1
 fi
-if ! command -v patch >/dev/null; then
-  echo "gateway: patch(1) is needed (Debian: apt-get install patch)" >&2
+if ! command -v patch >/dev/null && ! command -v git >/dev/null; then
+  echo "gateway: patch(1) or git is needed to apply traefik.patch (Debian: apt-get install patch)" >&2
   exit 1
 fi
 
@@ -109,7 +109,11 @@ cp -R "$traefik_src/go.mod" "$traefik_src/go.sum" "$traefik_src/cmd" "$traefik_s
 # The module cache is read-only; the patch and the build need writable copies.
 chmod -R u+w "$scratch/src"
 echo "gateway: applying traefik.patch (the three gaps above)"
-patch --quiet --directory="$scratch/src" --strip=1 --forward <"$here/traefik.patch"
+if command -v patch >/dev/null; then
+  patch --quiet --directory="$scratch/src" --strip=1 --forward <"$here/traefik.patch"
+else
+  (cd "$scratch/src" && git apply -p1 "$here/traefik.patch")
+fi
 
 echo "gateway: building traefik $traefik_version into $dir (first time only; ~10 min cold on 2 cores, 23 s warm)"
 echo "gateway: waiting for other Go builds on this machine (flock /tmp/dex-gobuild.lock)"
