@@ -96,7 +96,7 @@ echo "coredns: waiting for other Go builds on this machine (flock /tmp/dex-gobui
   cd "$scratch/src"
   export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
   # Regenerates core/plugin/zplugin.go and core/dnsserver/zdirectives.go from plugin.cfg.
-  go run directives_generate.go
+  flock /tmp/dex-gobuild.lock go run directives_generate.go
   flock /tmp/dex-gobuild.lock go build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=dex-$cfg_sum" \
     -o "$scratch/coredns" .
 )
