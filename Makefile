@@ -89,6 +89,21 @@ node: ## containerd/runc/CNI (Debian) + kubelet, scheduler, kube-proxy, pause fo
 	bash tools/system-deps.sh node
 	bash tools/envtest/build.sh --node
 
+.PHONY: coredns
+coredns: ## CoreDNS (trimmed plugin set) from its Go module: the dev node's cluster DNS
+	@echo '==> coredns: CoreDNS from its Go module, the dev node cluster DNS (built once, cached)'
+	bash tools/coredns/build.sh
+
+.PHONY: gateway
+gateway: ## Traefik (patched) from its Go module + the Gateway API CRDs: the dev node's Gateway
+	@echo '==> gateway: Traefik from its Go module + Gateway API standard CRDs (built once, cached)'
+	bash tools/gateway/build.sh
+
+.PHONY: kserve
+kserve: ## KServe v0.20's controller (manager + CRDs, ConfigMap, webhooks) from its Go module, for the tests
+	@echo '==> kserve: the KServe v0.20 manager from its Go module (built once, cached)'
+	bash tools/kserve/build.sh
+
 .PHONY: images
 images: setup ## build dex-operator, dex-serving, dex-components (buildah, cached by content) as OCI archives
 	@echo '==> images: Debian packages (system-deps images), then the images (~/.cache/dex/images)'
@@ -114,7 +129,7 @@ test-clock:
 
 # test-clock first: `make bench` prints how long whole runs take, cold and warm.
 # The cluster tier needs the node binaries and DEX's images: both cached (seconds when current).
-test: test-clock setup system-deps envtest node images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
+test: test-clock setup system-deps envtest node coredns gateway kserve images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  bash tools/test-clock.sh stop $$status; exit $$status
@@ -123,7 +138,7 @@ unit: setup ## fast tests only
 	@echo '==> unit: pytest tests/unit'
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup ## benchmarks, printed as tables
+bench: setup envtest node coredns gateway kserve images ## benchmarks, printed as tables
 	@echo '==> bench: python -m benchmarks'
 	$(BIN)/python -m benchmarks
 

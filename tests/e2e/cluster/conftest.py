@@ -1,349 +1,46 @@
-"""The cluster e2e tier: DEX on a real node, driven only as a user drives it.
-
-One cluster per module: the control plane and a real node (containerd, kubelet, kube-proxy)
-with DEX's three images (``make images``) imported, which the node also tags
-``localhost/dex/<image>:dev``. On it, as a user installs them:
-
-* KServe's part, as far as this stack has it: the InferenceService CRD, the ``kserve``
-  namespace and its ``inferenceservice-config`` (Standard mode). KServe's controller is not
-  here yet: ``KServeStandIn(workloads=True)`` plays it from the host (status, and the
-  predictor's Deployment and Service as Standard mode makes them; see its docstring).
-* DEX: ``kubectl apply --server-side -k manifests/dev-node``, so the operator runs as a pod
-  with its ServiceAccount, ClusterRole and probes.
-* An MLflow server pod (the dex-components image has the full ``mlflow``; SQLite on an
-  emptyDir, artifacts proxied by the server) behind a Service, and a small scikit-learn model
-  registered into it from the host through that Service with the MLflow client.
-
-Everything else goes through ``kubectl`` and HTTP to Services' ClusterIPs (routed by
-kube-proxy from the host). Stopping the cluster must leave the machine as the snapshot before
-it found it. Node tests share the ``node`` xdist group: a node is machine-wide.
+"""The cluster e2e tier: DEX on a real node with the real KServe and a real Gateway, driven
+only as a user drives it (``dex_testing.clusterstack`` says what runs). One stack for the
+package; stopping it must leave the machine as the snapshot before it found it. Node tests
+share the ``node`` xdist group: a node is machine-wide.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dex_testing import SOURCE_ROOT
-from dex_testing.devcluster import (
-    ControlPlane,
-    ControlPlaneConfig,
-    NodeConfig,
-    check_tools,
-    ensure_node_tools,
-    find_assets,
-    take_snapshot,
+from dex_testing.clusterstack import (
+    FEATURES,
+    MODEL,
+    NAMESPACE,
+    SERVING_RESOURCES,
+    DexCluster,
+    StackUnavailableError,
+    dex_stack,
+    register_version,
 )
-from dex_testing.devcluster.node import DEFAULT_IMAGES_DIR, RUN_DIR
-from dex_testing.kserve_standin import KServeStandIn
+from dex_testing.devcluster import take_snapshot
+from dex_testing.devcluster.node import RUN_DIR
 
-BUILD = SOURCE_ROOT / "tools" / "images" / "build.sh"
-IMAGES = ("dex-operator", "dex-serving", "dex-components")
-OVERLAY = SOURCE_ROOT / "manifests" / "dev-node"
-ISVC_CRD = (
-    SOURCE_ROOT / "tests/integration/operator/kserve/serving.kserve.io_inferenceservices.yaml"
-)
-NAMESPACE = "dex-e2e"
-MLFLOW_PORT = 5000
-MODEL = "e2e-classifier"
-FEATURES = ["tenure", "monthly_charges", "support_calls", "usage_gb"]
+__all__ = ["FEATURES", "MODEL", "NAMESPACE", "SERVING_RESOURCES", "DexCluster", "register_version"]
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def _unavailable(message: str) -> None:
-    if _in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@dataclass
-class Kubectl:
-    """kubectl against the test cluster, as a user runs it."""
-
-    kubeconfig: Path
-
-    def __call__(
-        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self("get", *args, "-o", "json").stdout)
-
-    def apply(self, *objects: dict[str, Any]) -> None:
-        document = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-        self("apply", "--server-side", "-f", "-", stdin=json.dumps(document))
-
-    def cluster_ip(self, namespace: str, service: str) -> str:
-        return str(self.json("service", service, "-n", namespace)["spec"]["clusterIP"])
-
-    def diagnose(self, namespace: str, selector: str) -> str:
-        """What a user would look at when something does not come up: the objects, the
-        pods' descriptions and logs, the operator's log."""
-        steps = [
-            ("get", "dexmodels,inferenceservices,deployments,pods", "-n", namespace, "-o", "yaml"),
-            ("describe", "pods", "-n", namespace, "-l", selector),
-            ("logs", "-n", namespace, "-l", selector, "--all-containers", "--tail=80"),
-            ("logs", "-n", "dex-system", "deployment/dex-operator", "--tail=80"),
-        ]
-        out = []
-        for args in steps:
-            result = self(*args, check=False)
-            out.append(
-                f"$ kubectl {' '.join(args)}\n{result.stdout[-6000:]}{result.stderr[-2000:]}"
-            )
-        return "\n".join(out)
-
-
-@dataclass
-class Expected:
-    """What the registered model itself answers for a few rows (computed on the host)."""
-
-    rows: list[list[float]]
-    labels: list[int]
-    probabilities: list[list[float]]
-
-
-@dataclass
-class DexCluster:
-    kubectl: Kubectl
-    kserve: KServeStandIn
-    mlflow_url: str  # the MLflow Service, by ClusterIP (no cluster DNS on the dev node)
-    expected: Expected
-    serving_image: str
-    operator_image: str
-    containerd_socket: Path  # the node's containerd (where `ctr images import` loads images)
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def _ensure_images() -> list[Path]:
-    if not BUILD.exists():
-        _unavailable(f"{BUILD} (make images) is not in this checkout")
-    # A no-op (seconds) when the tree is unchanged; `make test` has run `make images` already.
-    subprocess.run(["bash", str(BUILD), *IMAGES], check=True)
-    archives = [DEFAULT_IMAGES_DIR / f"{name}.oci.tar" for name in IMAGES]
-    for archive in archives:
-        assert archive.is_file(), f"{BUILD} left no {archive}"
-    return archives
-
-
-def _install_kserve_part(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "-f", str(ISVC_CRD))
-    kubectl("create", "namespace", "kserve")
-    kubectl.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "inferenceservice-config", "namespace": "kserve"},
-            "data": {"deploy": json.dumps({"defaultDeploymentMode": "Standard"})},
-        }
-    )
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/inferenceservices.serving.kserve.io",
-        "--timeout=60s",
-    )
-
-
-def _install_dex(kubectl: Kubectl) -> float:
-    """``kubectl apply --server-side -k manifests/dev-node``; seconds until the operator's
-    Deployment is rolled out (its pod Ready: the readiness probe answered)."""
-    began = time.monotonic()
-    kubectl("apply", "--server-side", "-k", str(OVERLAY))
-    for crd in ("dexmodels.dex.dataenginex.io", "dexpipelines.dex.dataenginex.io"):
-        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    kubectl(
-        "rollout",
-        "status",
-        "deployment/dex-operator",
-        "-n",
-        "dex-system",
-        "--timeout=180s",
-        timeout=200,
-    )
-    return round(time.monotonic() - began, 1)
-
-
-def _mlflow_deployment(cluster_ip: str) -> dict[str, Any]:
-    labels = {"app": "mlflow"}
-    command = [
-        "mlflow", "server",
-        "--host", "0.0.0.0",
-        "--port", str(MLFLOW_PORT),
-        "--backend-store-uri", "sqlite:////data/mlflow.db",
-        "--artifacts-destination", "/data/artifacts",
-        "--workers", "1",
-        # Clients reach it by ClusterIP (198.18.1.0/24 is not a private range MLflow's
-        # DNS-rebinding guard allows by default).
-        "--allowed-hosts", f"{cluster_ip},{cluster_ip}:{MLFLOW_PORT}",
-    ]  # fmt: skip
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "mlflow", "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "mlflow",
-                            "image": "localhost/dex/dex-components:dev",
-                            "imagePullPolicy": "Never",
-                            "command": command,
-                            "env": [{"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}],
-                            "ports": [{"containerPort": MLFLOW_PORT}],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/health", "port": MLFLOW_PORT},
-                                "periodSeconds": 1,
-                            },
-                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                        }
-                    ],
-                    "volumes": [{"name": "data", "emptyDir": {}}],
-                },
-            },
-        },
-    }
-
-
-def _start_mlflow(kubectl: Kubectl) -> str:
-    """The MLflow server pod and its Service; the Service's URL once the pod is Ready."""
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "mlflow", "namespace": NAMESPACE},
-        "spec": {"selector": {"app": "mlflow"}, "ports": [{"port": MLFLOW_PORT}]},
-    }
-    kubectl.apply(service)
-    cluster_ip = kubectl.cluster_ip(NAMESPACE, "mlflow")
-    kubectl.apply(_mlflow_deployment(cluster_ip))
-    kubectl(
-        "rollout", "status", "deployment/mlflow", "-n", NAMESPACE, "--timeout=300s", timeout=320
-    )
-    return f"http://{cluster_ip}:{MLFLOW_PORT}"
-
-
-# Run on the host by the MLflow client, in its own process (MLflow's tracking URI is
-# process-global): train, register version 1 through the Service, print probe predictions.
-REGISTER = """
-import json, sys
-import mlflow, numpy as np, pandas as pd
-from sklearn.linear_model import LogisticRegression
-
-url, name, features = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-rng = np.random.default_rng(7)
-x = pd.DataFrame(rng.normal(size=(200, len(features))), columns=features)
-y = (x[features[0]] - x[features[2]] + 0.3 * rng.normal(size=200) > 0).astype(int)
-model = LogisticRegression().fit(x, y)
-mlflow.set_tracking_uri(url)
-mlflow.set_registry_uri(url)
-mlflow.set_experiment("e2e-cluster")
-with mlflow.start_run():
-    mlflow.sklearn.log_model(
-        model, name="model", registered_model_name=name, pip_requirements=["scikit-learn"],
-        serialization_format="cloudpickle",  # as DEX trains (no skops in dex-serving)
-    )
-versions = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
-assert [v.version for v in versions] == ["1"], versions
-probe = x.head(5)
-print(json.dumps({
-    "rows": probe.to_numpy().tolist(),
-    "labels": model.predict(probe).tolist(),
-    "probabilities": model.predict_proba(probe).tolist(),
-}))
-"""
-
-
-def _register_model(mlflow_url: str) -> Expected:
-    # No MLFLOW_* of this process: mlflow.set_registry_uri in an earlier test of the same
-    # worker exports MLFLOW_REGISTRY_URI, and the model would be registered there instead.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    done = subprocess.run(
-        [sys.executable, "-c", REGISTER, mlflow_url, MODEL, ",".join(FEATURES)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return Expected(**json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dex_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DexCluster]:
-    if os.geteuid() != 0:
-        _unavailable("a real node needs root (mounts, links, iptables, cgroups)")
-    ensure_node_tools()
-    assets = find_assets(build_if_missing=True)
-    check_tools(assets)
-    archives = _ensure_images()
-
     work = tmp_path_factory.mktemp("e2e-cluster")
     before = take_snapshot(work)
-    config = ControlPlaneConfig(
-        node=NodeConfig(image_archives=archives), work_dir=work, start_timeout=180
-    )
-    plane = ControlPlane(config, assets)
     timings: dict[str, float] = {}
     try:
-        began = time.monotonic()
-        state = plane.start()
-        timings["cluster_up_s"] = round(time.monotonic() - began, 1)
-        assert state.node is not None
-        images = state.node.images
-        for name in IMAGES:
-            assert f"localhost/dex/{name}:dev" in images, images
-        kubectl = Kubectl(state.kubeconfig)
-        _install_kserve_part(kubectl)
-        timings["operator_ready_s"] = _install_dex(kubectl)
-        kubectl("create", "namespace", NAMESPACE)
-        began = time.monotonic()
-        mlflow_url = _start_mlflow(kubectl)
-        timings["mlflow_ready_s"] = round(time.monotonic() - began, 1)
-        began = time.monotonic()
-        expected = _register_model(mlflow_url)
-        timings["model_registered_s"] = round(time.monotonic() - began, 1)
-        with KServeStandIn(state.kubeconfig, workloads=True) as kserve:
-            yield DexCluster(
-                kubectl=kubectl,
-                kserve=kserve,
-                mlflow_url=mlflow_url,
-                expected=expected,
-                serving_image="localhost/dex/dex-serving:dev",
-                operator_image="localhost/dex/dex-operator:dev",
-                containerd_socket=state.node.containerd_socket,
-                timings=timings,
-            )
+        with dex_stack(work) as cluster:
+            timings = cluster.timings
+            yield cluster
+    except StackUnavailableError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
     finally:
-        plane.stop()
         print(f"\ne2e cluster timings: {timings}")
     left = before.diff(take_snapshot(work))
     assert left == [], "\n".join(left)

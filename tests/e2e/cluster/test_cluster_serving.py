@@ -3,16 +3,10 @@
 The operator runs as a pod from ``manifests/dev-node`` (``kubectl apply --server-side -k``),
 with its ServiceAccount, ClusterRole and probes; its metrics are scraped through its Service.
 A DexModel names version 1 of a model registered in an MLflow server that runs in the
-cluster; the operator pod resolves it there and renders the InferenceService.
-
-KServe's controller is not in this stack yet. The InferenceService CRD is installed, and
-``KServeStandIn(workloads=True)`` plays the controller from the host: it makes the predictor
-pods as KServe's Standard mode does (a Deployment whose pods carry
-``serving.kserve.io/inferenceservice=<name>`` and run the image and args the operator rendered
-in the InferenceService's predictor container, and a Service ``<name>-predictor``), and it
-reports the InferenceService Ready from that Deployment's readiness. The pods, the dex-serving
-image, the predictor loading the model from the in-cluster MLflow, the Services and the
-operator are all real.
+cluster; the operator pod resolves it there and renders that version's InferenceService,
+``<name>-v1``. KServe's own manager makes its Deployment, Service ``<name>-v1-predictor`` and
+pod from the dex-serving image; requests reach it through that Service and through the
+DexModel's HTTPRoute on the Gateway.
 """
 
 from __future__ import annotations
@@ -27,11 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dexctl.polling import eventually
 
-from .conftest import FEATURES, MODEL, NAMESPACE, DexCluster
+from .conftest import FEATURES, MODEL, NAMESPACE, SERVING_RESOURCES, DexCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(name="node")]
 
-SERVED = "classifier"  # the DexModel, its InferenceService and the served model name
+SERVED = "classifier"  # the DexModel and the served model name
+ISVC = f"{SERVED}-v1"  # version 1's InferenceService
 MISSING_IMAGE = "localhost/dex/dex-serving:not-loaded"
 
 
@@ -42,7 +37,12 @@ def dexmodel(name: str, cluster: DexCluster, image: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
             "model": {"name": MODEL, "version": "1", "registryUrl": cluster.mlflow_url},
-            "serving": {"image": image, "deploymentMode": "Standard", "protocol": "v2"},
+            "serving": {
+                "image": image,
+                "deploymentMode": "Standard",
+                "protocol": "v2",
+                "resources": SERVING_RESOURCES,
+            },
         },
     }
 
@@ -71,7 +71,7 @@ def served(dex_cluster: DexCluster) -> dict[str, Any]:
         obj: dict[str, Any] = kubectl.json("dexmodel", SERVED, "-n", NAMESPACE)
         return obj if is_true(obj, "Ready") else None
 
-    selector = f"serving.kserve.io/inferenceservice={SERVED}"
+    selector = f"serving.kserve.io/inferenceservice={ISVC}"
     try:
         obj = eventually(ready, timeout=300, interval=0.5, what=f"DexModel {SERVED} Ready")
     except AssertionError as exc:
@@ -113,7 +113,7 @@ def test_operator_pod_from_the_overlay_reconciles_a_dexmodel_into_an_inferencese
     assert status["stableVersion"] == "1"
     assert status["resolvedFrom"] == f"{MODEL}:1"
 
-    isvc = kubectl.json("inferenceservice", SERVED, "-n", NAMESPACE)
+    isvc = kubectl.json("inferenceservice", ISVC, "-n", NAMESPACE)
     (owner,) = isvc["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("DexModel", SERVED, True)
     assert owner["uid"] == served["metadata"]["uid"]
@@ -123,6 +123,10 @@ def test_operator_pod_from_the_overlay_reconciles_a_dexmodel_into_an_inferencese
     assert f"--model=models:/{MODEL}/1" in predictor["args"]
     assert f"--tracking-uri={dex_cluster.mlflow_url}" in predictor["args"]
     assert f"--served-name={SERVED}" in predictor["args"]
+    # KServe made it Ready, from its own Deployment's availability.
+    ready = next(c for c in isvc["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    assert isvc["status"]["deploymentMode"] == "Standard"
 
     events = kubectl.json(
         "events", "-n", NAMESPACE, f"--field-selector=involvedObject.name={SERVED}"
@@ -158,10 +162,10 @@ def test_predictor_pod_answers_v1_and_v2_through_its_service(
     kubectl = dex_cluster.kubectl
     # The rendered container runs the dex-serving image as KServe would run it.
     (pod,) = kubectl.json(
-        "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={SERVED}"
+        "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={ISVC}"
     )["items"]
     assert pod["spec"]["containers"][0]["image"] == dex_cluster.serving_image
-    url = f"http://{kubectl.cluster_ip(NAMESPACE, f'{SERVED}-predictor')}"
+    url = f"http://{kubectl.cluster_ip(NAMESPACE, f'{ISVC}-predictor')}"
     expected = dex_cluster.expected
 
     v1 = eventually(
@@ -196,12 +200,11 @@ def test_predictor_pod_answers_v1_and_v2_through_its_service(
 def test_serving_image_missing_on_the_node_is_reported_on_the_dexmodel(
     dex_cluster: DexCluster,
 ) -> None:
-    """Bad input: the serving image is not on the node. The predictor pod waits with
-    ErrImageNeverPull; the operator, watching the serving pods, reports it on the DexModel
-    (condition ImagesAvailable=False and a Warning Event naming the image) within seconds,
-    instead of the rollout only waiting for its progress deadline. (The pod is made by
-    ``KServeStandIn(workloads=True)`` from the InferenceService the operator rendered, as
-    KServe's Standard mode would; see the module docstring.)"""
+    """Bad input: the serving image is not on the node (nor in any registry). KServe's pod
+    waits with ErrImagePull/ImagePullBackOff; the operator, watching the serving pods,
+    reports it on the DexModel (condition ImagesAvailable=False and a Warning Event naming
+    the image) within seconds, instead of the rollout only waiting for its progress
+    deadline."""
     kubectl = dex_cluster.kubectl
     name = "missing-image"
     began = time.monotonic()
@@ -215,7 +218,7 @@ def test_serving_image_missing_on_the_node_is_reported_on_the_dexmodel(
     found = eventually(reported, timeout=90, interval=0.5, what="ImagesAvailable=False")
     seconds = round(time.monotonic() - began, 1)
     dex_cluster.timings["missing_image_reported_s"] = seconds
-    assert found["reason"] == "ErrImageNeverPull"
+    assert found["reason"] == "ImagePullFailed"
     assert MISSING_IMAGE in found["message"]
 
     events = eventually(
@@ -224,7 +227,7 @@ def test_serving_image_missing_on_the_node_is_reported_on_the_dexmodel(
             for e in kubectl.json(
                 "events", "-n", NAMESPACE, f"--field-selector=involvedObject.name={name}"
             )["items"]
-            if e["type"] == "Warning" and e["reason"] == "ErrImageNeverPull"
+            if e["type"] == "Warning" and e["reason"] == "ImagePullFailed"
         ],
         timeout=30,
         what="Warning Event",

@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
+from dex_testing.gateway import Gateway, MissingGatewayError
+from dex_testing.kserve_manager import MissingKServeError, find_kserve
 from dex_testing.kserve_standin import KServeStandIn
 from dex_testing.operator_process import OperatorProcess
 
 # The shared helpers sit next to this file; test modules find them through pytest's rootdir
 # insertion, this conftest may be imported before any of them.
 sys.path.insert(0, str(Path(__file__).parent))
-from opkit import CRD_DIR, ISVC_CRD, DriftEndpoint, kubectl, scratch_namespace
+from opkit import CRD_DIR, DriftEndpoint, kubectl, scratch_namespace
 
 from dex_testing.devcluster import eventually
 from dexctl.processes import free_ports
@@ -31,14 +33,37 @@ def kubeconfig(kube_cluster: Any) -> Path:
 
 @pytest.fixture(scope="session")
 def crds(kubeconfig: Path) -> None:
+    # KServe's real CRDs, from the module `make kserve` built its manager from. No node here:
+    # the manager could never report an InferenceService Ready, so KServeStandIn plays that
+    # part (the cluster e2e tier runs the manager itself, with real pods).
+    try:
+        kserve_crds = find_kserve().crd
+    except MissingKServeError as exc:
+        pytest.fail(str(exc))
     kubectl(kubeconfig, "apply", "--server-side", "-k", str(CRD_DIR))
-    kubectl(kubeconfig, "apply", "--server-side", "-f", str(ISVC_CRD))
+    kubectl(kubeconfig, "apply", "--server-side", "-k", str(kserve_crds))
     for name in (
         "dexmodels.dex.dataenginex.io",
         "dexpipelines.dex.dataenginex.io",
         "inferenceservices.serving.kserve.io",
     ):
-        kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        # Polled: `kubectl wait` fails at once on a CRD that has no status yet.
+        eventually(
+            lambda n=name: (  # type: ignore[misc]
+                kubectl(
+                    kubeconfig,
+                    "get",
+                    "crd",
+                    n,
+                    "-o",
+                    'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                    check=False,
+                ).stdout
+                == "True"
+            ),
+            timeout=60,
+            what=f"crd/{name} Established",
+        )
     # Discovery of freshly established CRDs lags a little; kopf and kubectl need it.
     eventually(
         lambda: (
@@ -50,6 +75,20 @@ def crds(kubeconfig: Path) -> None:
         timeout=30,
         what="dexmodels in discovery",
     )
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    kubeconfig: Path, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A real Gateway API data plane (Traefik, ``make gateway``): it accepts the DexModels'
+    HTTPRoutes, which is what makes a Standard-mode weight count as applied. No node here,
+    so its backends have no endpoints; nothing is sent through it in this tier."""
+    try:
+        with Gateway(kubeconfig, tmp_path_factory.mktemp("gateway")) as running:
+            yield running
+    except MissingGatewayError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +116,10 @@ OperatorFactory = Callable[..., OperatorProcess]
 
 @pytest.fixture(scope="module")
 def operator_factory(
-    kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory, drift: DriftEndpoint
+    kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    drift: DriftEndpoint,
+    gateway: Gateway,
 ) -> Iterator[OperatorFactory]:
     """Start ``python -m dex_operator`` processes; all are stopped at module end."""
     started: list[OperatorProcess] = []

@@ -23,7 +23,6 @@ from dexctl.processes import free_ports
 REPO = SOURCE_ROOT
 CRD_DIR = REPO / "manifests" / "crd"
 RBAC_DIR = REPO / "manifests" / "rbac"
-ISVC_CRD = Path(__file__).parent / "kserve" / "serving.kserve.io_inferenceservices.yaml"
 
 
 def kubectl(

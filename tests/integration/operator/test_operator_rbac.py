@@ -35,7 +35,10 @@ V1, V2 = "s3://models/rbac/1", "s3://models/rbac/2"
 
 
 @pytest.fixture(scope="module")
-def sa_kubeconfig(kubeconfig: Path, crds: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sa_kubeconfig(
+    kubeconfig: Path, crds: None, gateway: object, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    # (gateway: the Gateway API CRDs, so `kubectl auth can-i ... httproutes` resolves them.)
     for ns in ("dex-system", "kserve"):
         kubectl(kubeconfig, "create", "namespace", ns, check=False)
     configmap = {
@@ -76,7 +79,11 @@ def sa_kubeconfig(kubeconfig: Path, crds: None, tmp_path_factory: pytest.TempPat
     [
         ("patch", "dexmodels.dex.dataenginex.io/status", "yes"),
         ("create", "inferenceservices.serving.kserve.io", "yes"),
-        ("delete", "inferenceservices.serving.kserve.io", "no"),
+        # A version's InferenceService goes once the route left it; never the DexModel.
+        ("delete", "inferenceservices.serving.kserve.io", "yes"),
+        ("delete", "dexmodels.dex.dataenginex.io", "no"),
+        ("patch", "httproutes.gateway.networking.k8s.io", "yes"),
+        ("update", "gateways.gateway.networking.k8s.io", "no"),
         ("update", "dexmodels.dex.dataenginex.io", "no"),
         ("watch", "pods", "yes"),
         ("get", "pods", "no"),
