@@ -10,7 +10,10 @@ Gateway (``DEX_GATEWAY``); its host is KServe's default domain template,
 
 A weight counts as applied when the Gateway's controller reports the route ``Accepted`` at
 the route's current generation (``status.parents[].conditions[].observedGeneration``): the
-object that routes traffic says it took this spec.
+object that routes traffic says it took this spec. (Traefik writes that status when it has
+built the new configuration, 0.24-0.34 s before it serves it, measured on the dev node: well
+inside a step's hold, which is at least 1 s, so analysis never judges a weight not yet in
+force.)
 """
 
 from __future__ import annotations
