@@ -182,22 +182,22 @@ def _measure(cluster: DexCluster) -> list[dict[str, object]]:
     floor = statistics.median(floor_s)
     return [
         {
-            "case": f"apply -> Ready p50 ({APPLIES} DexModels)",
-            "value_s": p50,
-            "floor_s": floor,
+            "case": f"apply -> Ready p50, s ({APPLIES} DexModels)",
+            "value": p50,
+            "floor": floor,
             "ratio": p50 / floor,
         },
         {
-            "case": f"apply -> Ready p99 ({APPLIES} DexModels)",
-            "value_s": p99,
-            "floor_s": floor,
+            "case": f"apply -> Ready p99, s ({APPLIES} DexModels)",
+            "value": p99,
+            "floor": floor,
             "ratio": p99 / floor,
         },
         {
-            "case": "3-step canary, patch -> Promoted",
-            "value_s": rollout_s,
-            "floor_s": floor_rollout,
+            "case": "3-step canary, patch -> Promoted, s",
+            "value": rollout_s,
+            "floor": floor_rollout,
             "ratio": rollout_s / floor_rollout,
         },
-        {"case": "operator pod RSS (MiB)", "value_s": rss},
+        {"case": "operator pod RSS, MiB", "value": rss},
     ]
