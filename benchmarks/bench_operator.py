@@ -58,6 +58,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _established(kubectl: list[str], crd: str) -> bool:
+    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+    done = subprocess.run(
+        [*kubectl, "get", "crd", crd, "-o", jsonpath], capture_output=True, text=True, check=False
+    )
+    return done.stdout == "True"
+
+
 def _count_phase(api: client.CustomObjectsApi, ns: str, phase: str) -> int:
     items = api.list_namespaced_custom_object(GROUP, VERSION, ns, "dexmodels")["items"]
     return sum((i.get("status") or {}).get("phase") == phase for i in items)
@@ -82,10 +90,9 @@ def run() -> list[dict[str, object]]:
             capture_output=True,
         )
         for crd in ("dexmodels.dex.dataenginex.io", "inferenceservices.serving.kserve.io"):
-            subprocess.run(
-                [*kubectl, "wait", "--for=condition=Established", f"crd/{crd}"],
-                check=True,
-                capture_output=True,
+            # Polled: `kubectl wait` fails at once on a CRD that has no status yet.
+            eventually(
+                partial(_established, kubectl, crd), timeout=60, what=f"crd/{crd} Established"
             )
         api_client = config.new_client_from_config(config_file=str(kubeconfig))
         api = client.CustomObjectsApi(api_client)

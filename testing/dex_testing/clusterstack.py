@@ -43,6 +43,7 @@ from dex_testing.devcluster import (
     NodeConfig,
     check_tools,
     ensure_node_tools,
+    eventually,
     find_assets,
 )
 from dex_testing.devcluster.node import DEFAULT_IMAGES_DIR
@@ -156,7 +157,15 @@ def _install_dex(kubectl: Kubectl) -> float:
     began = time.monotonic()
     kubectl("apply", "--server-side", "-k", str(OVERLAY))
     for crd in ("dexmodels.dex.dataenginex.io", "dexpipelines.dex.dataenginex.io"):
-        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        # Polled: `kubectl wait` fails at once on a CRD that has no status yet.
+        eventually(
+            lambda c=crd: kubectl(  # type: ignore[misc]
+                "get", "crd", c, "-o",
+                'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False,
+            ).stdout == "True",
+            timeout=60,
+            what=f"crd/{crd} Established",
+        )  # fmt: skip
     kubectl(
         "rollout",
         "status",
