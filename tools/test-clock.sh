@@ -13,6 +13,10 @@ case "${1:-}" in
     [[ -x .venv/bin/python ]] || cold+=(venv)
     [[ -x "$(bash tools/envtest/build.sh --print-dir)/kube-apiserver" ]] || cold+=(envtest)
     [[ -d "$cache/images" ]] || cold+=(images)
+    # The real KServe manager, Traefik and CoreDNS: each a long Go build the first time.
+    [[ -x "$(bash tools/kserve/build.sh --print-dir)/manager" ]] || cold+=(kserve)
+    [[ -x "$(bash tools/gateway/build.sh --print-dir)/traefik" ]] || cold+=(gateway)
+    [[ -x "$(bash tools/coredns/build.sh --print-dir)/coredns" ]] || cold+=(coredns)
     # Go's own build cache decides most of the Kubernetes build time: a machine that built
     # Go before (another checkout, an earlier cache) is not as cold as a fresh one.
     gocache=$(go env GOCACHE 2>/dev/null || true)

@@ -270,10 +270,12 @@ def _canary(
     step = st.current_step or 0
     step_weight = rollout.steps[min(step, len(rollout.steps) - 1)]
 
-    # 3. Canary Ready with no traffic yet: commit the first step's weight.
+    # 3. Canary Ready and routed with no traffic yet (the route, or KServe, names it at the
+    #    committed weight: deployed before it is weighted): commit the step's weight.
     if st.canary_weight < step_weight:
-        if not canary_up:
-            return _wait(spec, st, stable, canary, plan, events, now, "become Ready")
+        if not canary_up or observed.canary_traffic != st.canary_weight:
+            what = f"be routed at {st.canary_weight}%" if canary_up else "become Ready"
+            return _wait(spec, st, stable, canary, plan, events, now, what)
         return _enter_step(st, stable, canary, step, step_weight, events, now)
 
     # 4. The hold starts once KServe shows the committed weight on a Ready canary.

@@ -1,6 +1,6 @@
 """The cluster e2e tier: DEX on a real node with the real KServe and a real Gateway, driven
-only as a user drives it (``dex_testing.clusterstack`` says what runs). One stack for the
-package; stopping it must leave the machine as the snapshot before it found it. Node tests
+only as a user drives it (``dex_testing.clusterstack`` says what runs). One stack per
+module; stopping it must leave the machine as the snapshot before it found it. Node tests
 share the ``node`` xdist group: a node is machine-wide.
 """
 
@@ -27,7 +27,9 @@ from dex_testing.devcluster.node import RUN_DIR
 __all__ = ["FEATURES", "MODEL", "NAMESPACE", "SERVING_RESOURCES", "DexCluster", "register_version"]
 
 
-@pytest.fixture(scope="package")
+# Per module: a package-scoped stack outlived its package under xdist's loadgroup, and the
+# node tests scheduled between its modules found the node taken.
+@pytest.fixture(scope="module")
 def dex_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DexCluster]:
     work = tmp_path_factory.mktemp("e2e-cluster")
     before = take_snapshot(work)

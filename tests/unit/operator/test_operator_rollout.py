@@ -211,6 +211,18 @@ def test_new_version_deploys_canary_at_zero_until_ready() -> None:
     )
     assert ready.plan == Plan(V1, V2, 10)
     assert ready.status.current_step == 0
+    # Ready, but the route (or KServe) does not name the canary at 0% yet (an operator
+    # restarted between creating the canary and routing it): it is routed at 0 first, so the
+    # weights go 0 -> 10 whatever the restarts.
+    unrouted = decide(
+        spec,
+        d.status,
+        V2,
+        Observed(exists=True, current=True, stable_ready=True, canary_ready=True),
+        now=T0,
+    )
+    assert unrouted.plan == Plan(V1, V2, 0)
+    assert unrouted.status.canary_weight == 0
 
 
 def test_hold_starts_only_when_weight_is_observed() -> None:
