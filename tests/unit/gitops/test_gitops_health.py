@@ -92,7 +92,10 @@ def canary_holding(model: Model) -> Model:
     """V3 serves; V4 runs as a canary at the first step's weight, its hold started."""
     promoted(model)
     model.reconcile(V4, UP)
-    canary_up = Observed(exists=True, current=True, stable_ready=True, canary_ready=True)
+    # The route names the canary at 0% before the first step's weight is committed.
+    canary_up = Observed(
+        exists=True, current=True, stable_ready=True, canary_ready=True, canary_traffic=0
+    )
     model.reconcile(V4, canary_up)
     step = model.spec.rollout.steps[0]
     at_weight = Observed(
