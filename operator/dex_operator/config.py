@@ -33,6 +33,15 @@ class OperatorConfig(BaseSettings):
         default="example.com",
         description="Domain of the route's host {name}-{namespace}.<domain> (KServe's default).",
     )
+    feast_registry_server: str = Field(
+        default="dex-feast.dex-system:6570",
+        description="Feast registry server (host:port, gRPC) the transformers read feature "
+        "services from: the platform's feature store (manifests/feast).",
+    )
+    feast_feature_server: str = Field(
+        default="http://dex-feast.dex-system:6566",
+        description="Feast online feature server (feast serve) the transformers read from.",
+    )
     resync_seconds: float = Field(
         default=5.0, gt=0, description="Level-based re-reconcile period per DexModel."
     )

@@ -287,7 +287,11 @@ def _writes(
         spec=spec,
         plan=decision.plan,
         mode=mode,
-        endpoints=isvc.Endpoints(tracking_uri=spec.model.registry_url or CONFIG.mlflow_url),
+        endpoints=isvc.Endpoints(
+            tracking_uri=spec.model.registry_url or CONFIG.mlflow_url,
+            feast_registry_server=CONFIG.feast_registry_server,
+            feast_feature_server=CONFIG.feast_feature_server,
+        ),
     )
     for want in desired:
         have = isvcs.get(want["metadata"]["name"])

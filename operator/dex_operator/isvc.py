@@ -108,6 +108,8 @@ class Endpoints:
     """Platform services the serving containers talk to (from the operator's config)."""
 
     tracking_uri: str
+    feast_registry_server: str
+    feast_feature_server: str
 
 
 def model_uri(spec: DexModelSpec, target: Target) -> str:
@@ -147,6 +149,8 @@ def transformer_args(
         f"--model_name={served_name}",
         f"--tracking-uri={endpoints.tracking_uri}",
         f"--feature-repo={FEATURE_REPO}",
+        f"--feast-registry-server={endpoints.feast_registry_server}",
+        f"--feast-feature-server={endpoints.feast_feature_server}",
         f"--predictor_host={predictor_host}",
         f"--predictor-protocol={serving.protocol}",
     ]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dex.contract import FeatureContract
 from dex.features import feature_refs
 from dex_serving import logs
 from dex_serving.payloads import EntityBatch, PayloadError
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 log = logging.getLogger("dex.serving.features")
 
@@ -36,11 +38,9 @@ def contract_difference(contract_refs: list[str], online_refs: list[str]) -> str
 class OnlineFeatures:
     """Feast online reads for one model version's contract."""
 
-    def __init__(self, repo: Path, contract: FeatureContract) -> None:
-        from feast import FeatureStore
-
+    def __init__(self, store: FeatureStore, contract: FeatureContract) -> None:
         self.contract = contract
-        self.store = FeatureStore(repo_path=str(repo))
+        self.store = store
         self._check_service()
         self.request_fields = self._request_fields()
         self.columns = list(contract.feature_columns) or [

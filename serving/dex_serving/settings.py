@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 
@@ -56,6 +56,14 @@ class TransformerSettings(_ServerSettings):
         json_schema_extra=_flags("--served-name", "--model_name"),
     )
     feature_repo: Path = Field(description="Feast repository holding feature_store.yaml.")
+    feast_registry_server: str | None = Field(
+        default=None,
+        description="host:port of a Feast registry server (feast serve_registry); with "
+        "--feast-feature-server it replaces the repository's own stores (in a cluster).",
+    )
+    feast_feature_server: str | None = Field(
+        default=None, description="URL of a Feast online feature server (feast serve)."
+    )
     predictor_host: str = Field(
         description="host:port of the predictor.",
         json_schema_extra=_flags("--predictor-host", "--predictor_host"),
@@ -76,6 +84,15 @@ class TransformerSettings(_ServerSettings):
     event_spool_bytes: int = Field(
         default=256 * 2**20, ge=1, description="Spool bound; batches beyond it are dropped."
     )
+
+    @model_validator(mode="after")
+    def _feast_servers_together(self) -> TransformerSettings:
+        # One server without the other would mix a remote registry with a local store.
+        if (self.feast_registry_server is None) != (self.feast_feature_server is None):
+            raise ValueError(
+                "--feast-registry-server and --feast-feature-server go together (or neither)"
+            )
+        return self
 
 
 class DriftSettings(BaseModel):

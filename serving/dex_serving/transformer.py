@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -22,10 +22,14 @@ from kserve.errors import InvalidInput
 
 from dex import registry
 from dex.contract import FeatureContract
+from dex.features import open_remote_store
 from dex_serving import eventlog, logs, payloads, v2
 from dex_serving.features import OnlineFeatures
 from dex_serving.settings import TransformerSettings
 from dex_serving.spool import Spool
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 log = logging.getLogger("dex.serving.transformer")
 
@@ -63,12 +67,22 @@ class DexTransformer(Model):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _open_store(self) -> FeatureStore:
+        settings = self.settings
+        if settings.feast_registry_server and settings.feast_feature_server:
+            return open_remote_store(
+                settings.feature_repo, settings.feast_registry_server, settings.feast_feature_server
+            )
+        from feast import FeatureStore
+
+        return FeatureStore(repo_path=str(settings.feature_repo))
+
     def load(self) -> bool:
         resolved = registry.resolve(self.ref)
         if resolved.contract is None:
             raise ValueError(f"{resolved.uri} has no feature contract (dex.* tags)")
         self.resolved = resolved
-        self.features = OnlineFeatures(self.settings.feature_repo, resolved.contract)
+        self.features = OnlineFeatures(self._open_store(), resolved.contract)
         self.features.warm_up()
         if self.settings.monitor_url:
             spool = self.settings.event_spool

@@ -44,6 +44,27 @@ def open_store(repo_path: Path | str, settings: DexSettings | None = None) -> Fe
     return FeatureStore(repo_path=str(repo_path))
 
 
+def open_remote_store(
+    repo_path: Path | str, registry_server: str, feature_server: str
+) -> FeatureStore:
+    """The repository's project, provider and key serialization, with Feast's servers as its
+    stores: the registry server (``feast serve_registry``, gRPC ``host:port``) and the online
+    feature server (``feast serve``, an ``http://`` URL). This is how a pod reads features in a
+    cluster, where the repository's own file registry and SQLite store do not exist; on-demand
+    features are still computed here, from the definitions in the repository."""
+    import yaml
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    repo = Path(repo_path).resolve()
+    raw = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    raw["registry"] = {"registry_type": "remote", "path": registry_server}
+    raw["online_store"] = {"type": "remote", "path": feature_server}
+    config = RepoConfig(**raw)
+    config.repo_path = repo
+    return FeatureStore(config=config)
+
+
 @contextlib.contextmanager
 def _in_directory(path: Path) -> Iterator[None]:
     # feast's apply_total chdirs into the repo; put the caller back where it was.

@@ -137,6 +137,9 @@ class DexCluster:
     serving_image: str
     operator_image: str
     containerd_socket: Path  # the node's containerd (where `ctr images import` loads images)
+    # The platform's Feast (manifests/feast) by ClusterIP: registry gRPC host:port, online URL.
+    feast_registry_server: str
+    feast_feature_server: str
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -175,6 +178,17 @@ def _install_dex(kubectl: Kubectl) -> float:
         "--timeout=180s",
         timeout=200,
     )
+    return round(time.monotonic() - began, 1)
+
+
+def _wait_feast(kubectl: Kubectl) -> float:
+    """Seconds until the feature store's pod is Ready (``feast apply`` done, both servers
+    answering their probes)."""
+    began = time.monotonic()
+    kubectl(
+        "rollout", "status", "deployment/dex-feast", "-n", "dex-system", "--timeout=300s",
+        timeout=320,
+    )  # fmt: skip
     return round(time.monotonic() - began, 1)
 
 
@@ -271,6 +285,63 @@ print(json.dumps({
 """
 
 
+REGISTER_WITH_CONTRACT = """
+import json, sys
+import mlflow, numpy as np, pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+url, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+job = json.load(sys.stdin)
+columns, tags = job["columns"], job["tags"]
+rng = np.random.default_rng(seed)
+x = pd.DataFrame(rng.normal(size=(300, len(columns))), columns=columns)
+weights = rng.normal(size=len(columns))
+y = ((x.to_numpy() @ weights) + 0.3 * rng.normal(size=300) > 0).astype(int)
+model = LogisticRegression().fit(x, y)
+mlflow.set_tracking_uri(url)
+mlflow.set_registry_uri(url)
+mlflow.set_experiment("e2e-cluster")
+with mlflow.start_run():
+    info = mlflow.sklearn.log_model(
+        model, name="model", registered_model_name=name, pip_requirements=["scikit-learn"],
+        serialization_format="cloudpickle",
+    )
+version = str(info.registered_model_version)
+client = mlflow.MlflowClient()
+for key, value in tags.items():
+    client.set_model_version_tag(name, version, key, value)
+probes = pd.DataFrame(job["rows"], columns=columns)
+print(json.dumps({"version": version, "probabilities": model.predict_proba(probes)[:, 1].tolist()}))
+"""
+
+
+def register_with_contract(
+    mlflow_url: str,
+    name: str,
+    tags: dict[str, str],
+    columns: list[str],
+    rows: list[list[float]],
+    seed: int,
+) -> tuple[str, list[float]]:
+    """A version of ``name`` trained on ``columns``, carrying a feature contract (``tags``, the
+    MLflow version tags DEX training writes); its version and positive-class probabilities
+    for ``rows``, as the registered model computes them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    done = subprocess.run(
+        [sys.executable, "-c", REGISTER_WITH_CONTRACT, mlflow_url, name, str(seed)],
+        input=json.dumps({"columns": columns, "tags": tags, "rows": rows}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return str(out["version"]), [float(p) for p in out["probabilities"]]
+
+
 def _register_model(mlflow_url: str) -> Expected:
     return Expected(**_run_registration(mlflow_url, seed=7))
 
@@ -330,6 +401,8 @@ def dex_stack(work: Path) -> Iterator[DexCluster]:
         gateway = stack.enter_context(Gateway(state.kubeconfig, work / "gateway"))
         timings["gateway_ready_s"] = round(time.monotonic() - began, 1)
         timings["operator_ready_s"] = _install_dex(kubectl)
+        timings["feast_ready_s"] = _wait_feast(kubectl)
+        feast_ip = kubectl.cluster_ip("dex-system", "dex-feast")
         kubectl("create", "namespace", NAMESPACE)
         began = time.monotonic()
         mlflow_url = _start_mlflow(kubectl)
@@ -345,5 +418,7 @@ def dex_stack(work: Path) -> Iterator[DexCluster]:
             serving_image="localhost/dex/dex-serving:dev",
             operator_image="localhost/dex/dex-operator:dev",
             containerd_socket=state.node.containerd_socket,
+            feast_registry_server=f"{feast_ip}:6570",
+            feast_feature_server=f"http://{feast_ip}:6566",
             timings=timings,
         )

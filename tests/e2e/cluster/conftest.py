@@ -20,11 +20,20 @@ from dex_testing.clusterstack import (
     StackUnavailableError,
     dex_stack,
     register_version,
+    register_with_contract,
 )
 from dex_testing.devcluster import take_snapshot
 from dex_testing.devcluster.node import RUN_DIR
 
-__all__ = ["FEATURES", "MODEL", "NAMESPACE", "SERVING_RESOURCES", "DexCluster", "register_version"]
+__all__ = [
+    "FEATURES",
+    "MODEL",
+    "NAMESPACE",
+    "SERVING_RESOURCES",
+    "DexCluster",
+    "register_version",
+    "register_with_contract",
+]
 
 
 # Per module: a package-scoped stack outlived its package under xdist's loadgroup, and the

@@ -7,10 +7,11 @@ sets (a small pod speaking the DEX monitor's ``/metrics``), so each step passes 
 the test's word. Every request is an Open Inference Protocol call through the Gateway; its
 answer's ``model_version`` says which version's pods served it.
 
-These DexModels have no ``spec.features``: the route's backends are the versions'
-predictors. A transformer in the cluster needs a Feast online store the pods can reach,
-which this stack does not deploy yet (the transformer path is rendered and unit-tested; its
-in-cluster proof waits for the platform's Feast deployment).
+Most DexModels here have no ``spec.features``: the route's backends are the versions'
+predictors. The feature-enriched rollout sends entity keys through each version's own
+transformer, which reads that version's feature service from the platform's Feast (the
+registry server and online feature server of manifests/feast); the test writes the online
+features as a materialization job would, through the feature server's API.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from kubernetes import client, config, watch
 
+from dex.contract import FeatureContract
+from dex.features import feature_refs, open_remote_store
 from dex.metrics import DRIFT_SHARE, MODEL_LABELS
+from dex_testing import SOURCE_ROOT
 from dexctl.polling import eventually
 
 from .conftest import (
@@ -40,6 +45,7 @@ from .conftest import (
     SERVING_RESOURCES,
     DexCluster,
     register_version,
+    register_with_contract,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(name="node")]
@@ -398,6 +404,167 @@ def test_canary_steps_split_real_traffic_by_the_route_and_promote(
         assert weights.history[-1] is None
         assert [w for w in weights.history if w is not None] == [0, 10]
     assert served_versions(cluster, name, 100) == {v2: 100}
+
+
+FEATURED_MODEL = "e2e-churn"  # registered model whose versions carry feature contracts
+CUSTOMERS = list(range(5001, 5041))
+
+
+def write_online(cluster: DexCluster, view: str, columns: dict[str, list[Any]]) -> None:
+    """Rows into the online store through Feast's feature server, as materialization does."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamps = {
+        "event_timestamp": [now] * len(CUSTOMERS),
+        "created_timestamp": [now] * len(CUSTOMERS),
+    }
+    body = {"feature_view_name": view, "df": {"customer_id": CUSTOMERS, **columns, **stamps}}
+    httpx.post(
+        f"{cluster.feast_feature_server}/write-to-online-store", json=body, timeout=60
+    ).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def featured(dex_cluster: DexCluster) -> dict[str, tuple[str, dict[int, float]]]:
+    """Two versions of a churn model, trained on different feature services of the platform's
+    Feast: version -> (feature service, each customer's probability on that service's online
+    features, as the registered model computes it)."""
+    rng = random.Random(11)
+    n = len(CUSTOMERS)
+    write_online(
+        dex_cluster,
+        "customer_profile",
+        {
+            "tenure_months": [rng.randint(1, 72) for _ in range(n)],
+            "monthly_charges": [round(rng.uniform(10, 120), 2) for _ in range(n)],
+            "plan_tier": [rng.randint(0, 2) for _ in range(n)],
+            "contract_months": [rng.choice([1, 12, 24]) for _ in range(n)],
+            "age": [rng.randint(18, 80) for _ in range(n)],
+        },
+    )
+    write_online(
+        dex_cluster,
+        "customer_activity",
+        {
+            "sessions_7d": [rng.randint(1, 30) for _ in range(n)],
+            "avg_session_minutes": [round(rng.uniform(1, 60), 2) for _ in range(n)],
+            "support_tickets_30d": [rng.randint(0, 5) for _ in range(n)],
+            "payment_failures_90d": [rng.randint(0, 3) for _ in range(n)],
+            "days_since_last_login": [rng.randint(0, 30) for _ in range(n)],
+        },
+    )
+    store = open_remote_store(
+        SOURCE_ROOT / "feature_repo",
+        dex_cluster.feast_registry_server,
+        dex_cluster.feast_feature_server,
+    )
+    out: dict[str, tuple[str, dict[int, float]]] = {}
+    for seed, service in enumerate(["churn_profile_only", "churn_v1"]):
+        refs = feature_refs(store, service)
+        columns = [ref.split(":", 1)[1] for ref in refs]
+        online = store.get_online_features(
+            features=refs, entity_rows=[{"customer_id": c} for c in CUSTOMERS]
+        ).to_dict()
+        rows = [[float(online[c][i]) for c in columns] for i in range(n)]
+        contract = FeatureContract(
+            feature_service=service,
+            feature_refs=refs,
+            feature_columns=columns,
+            entity_key="customer_id",
+            label="churned",
+        )
+        version, probabilities = register_with_contract(
+            dex_cluster.mlflow_url, FEATURED_MODEL, contract.to_tags(), columns, rows, seed
+        )
+        out[version] = (service, dict(zip(CUSTOMERS, probabilities, strict=True)))
+    return out
+
+
+def featured_answers(cluster: DexCluster, name: str, count: int) -> list[tuple[int, str, float]]:
+    """``count`` predictions by entity key through the Gateway: (customer, version, probability)."""
+    host = f"{name}-{NAMESPACE}.example.com"
+    rng = random.Random(count)
+    out = []
+    with httpx.Client(base_url=cluster.gateway_url, headers={"Host": host}, timeout=30) as http:
+        for _ in range(count):
+            customer = rng.choice(CUSTOMERS)
+            body = {
+                "inputs": [
+                    {"name": "customer_id", "datatype": "INT64", "shape": [1], "data": [customer]}
+                ]
+            }
+            resp = http.post(f"/v2/models/{name}/infer", json=body)
+            assert resp.status_code == 200, resp.text
+            answer = resp.json()
+            (probability,) = next(o for o in answer["outputs"] if o["name"] == "probability")[
+                "data"
+            ]
+            out.append((customer, str(answer["model_version"]), float(probability)))
+    return out
+
+
+def test_every_answer_of_a_feature_enriched_canary_carries_its_own_versions_features(
+    dex_cluster: DexCluster,
+    gauge: DriftGauge,
+    featured: dict[str, tuple[str, dict[int, float]]],
+) -> None:
+    """Version A reads the profile features only; version B the full churn_v1 service (two
+    views and on-demand ratios). At the 50 % step each answer's probability is its own
+    version's model on its own version's features: a request that met the other version's
+    transformer or features would give the other number (every customer's two differ)."""
+    cluster, kubectl, name = dex_cluster, dex_cluster.kubectl, "featured"
+    (va, (service_a, expect_a)), (vb, (service_b, expect_b)) = featured.items()
+    assert all(abs(expect_a[c] - expect_b[c]) > 1e-6 for c in CUSTOMERS)
+    expected = {va: expect_a, vb: expect_b}
+    obj = dexmodel(name, cluster, va, steps=[50])
+    obj["spec"]["model"]["name"] = FEATURED_MODEL
+    obj["spec"]["features"] = {
+        "featureService": service_a,
+        "entityKey": "customer_id",
+        "image": cluster.serving_image,
+    }
+    try:
+        kubectl.apply(obj)
+        wait_status(cluster, name, {"phase": "Promoted", "stableVersion": va})
+        assert applied_weights(cluster, name) == [(f"{name}-v{va}-transformer", 100)]
+        for customer, version, probability in featured_answers(cluster, name, 50):
+            assert version == va
+            assert probability == pytest.approx(expect_a[customer], abs=1e-9)
+
+        gauge.set(name, vb, 0.05)
+        # A new version trained on another feature service: both change in one edit.
+        patch_spec(
+            cluster, name, {"model": {"version": vb}, "features": {"featureService": service_b}}
+        )
+        wait_status(cluster, name, {"canaryVersion": vb, "currentStep": 0, "canaryWeight": 50})
+        split = [(f"{name}-v{va}-transformer", 50), (f"{name}-v{vb}-transformer", 50)]
+        eventually(
+            lambda: applied_weights(cluster, name) == split,
+            timeout=60,
+            what="route at 50% applied by the Gateway",
+        )
+        pause(cluster, name, True)
+        answers = featured_answers(cluster, name, REQUESTS_PER_STEP)
+        wrong = [
+            (c, v, p) for c, v, p in answers if v not in expected or abs(p - expected[v][c]) > 1e-9
+        ]
+        assert not wrong, wrong[:10]
+        share = 100 * sum(v == vb for _, v, _ in answers) / REQUESTS_PER_STEP
+        cluster.timings["featured_canary_share_pct"] = share
+        assert abs(share - 50) <= TOLERANCE, share
+        pause(cluster, name, False)
+
+        wait_status(cluster, name, {"phase": "Promoted", "stableVersion": vb})
+        eventually(
+            lambda: applied_weights(cluster, name) == [(f"{name}-v{vb}-transformer", 100)],
+            timeout=60,
+            what="route on the promoted version alone",
+        )
+        for customer, version, probability in featured_answers(cluster, name, 100):
+            assert version == vb
+            assert probability == pytest.approx(expect_b[customer], abs=1e-9)
+    finally:
+        # Four serving pods fewer for the tests after this one on the 2-core node.
+        kubectl("delete", "dexmodel", name, "-n", NAMESPACE, "--timeout=120s", check=False)
 
 
 def test_a_refused_canary_is_degraded_with_the_reason_and_nothing_half_applied(

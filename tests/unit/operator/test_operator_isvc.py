@@ -22,7 +22,11 @@ OWNER = {
 }
 
 
-ENDPOINTS = isvc.Endpoints(tracking_uri="http://mlflow.dex.svc:5000")
+ENDPOINTS = isvc.Endpoints(
+    tracking_uri="http://mlflow.dex.svc:5000",
+    feast_registry_server="dex-feast.dex-system:6570",
+    feast_feature_server="http://dex-feast.dex-system:6566",
+)
 
 
 def spec(**extra: Any) -> DexModelSpec:
@@ -173,6 +177,8 @@ def test_serving_features_and_logger_are_rendered() -> None:
         "--model_name=churn",
         "--tracking-uri=http://mlflow.dex.svc:5000",
         "--feature-repo=/opt/dex/feature_repo",
+        "--feast-registry-server=dex-feast.dex-system:6570",
+        "--feast-feature-server=http://dex-feast.dex-system:6566",
         "--predictor_host=churn-v1-predictor.ns",
         "--predictor-protocol=v1",
         "--monitor-url=http://monitor:8080",

@@ -97,8 +97,8 @@ def test_pods_are_only_listed_and_watched() -> None:
 
 
 def test_dev_node_overlay_runs_the_image_the_node_imported() -> None:
-    """manifests/dev-node: manifests/default with the operator image the dev node tags
-    ``localhost/dex/dex-operator:dev`` (devcluster.node.DEV_TAG), never pulled."""
+    """manifests/dev-node: manifests/default with the images the dev node tags
+    ``localhost/dex/<name>:dev`` (devcluster.node.DEV_TAG), never pulled."""
     import shutil
     import subprocess
 
@@ -124,10 +124,24 @@ def test_dev_node_overlay_runs_the_image_the_node_imported() -> None:
     assert kinds == sorted(
         (d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(default) if d
     )
-    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
-    (container,) = deploy["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == f"localhost/dex/dex-operator:{DEV_TAG}"
-    assert container["imagePullPolicy"] == "Never"
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert sorted(deployments) == ["dex-feast", "dex-operator"]
+    images = {
+        (name, c["name"]): (c["image"], c["imagePullPolicy"])
+        for name, deploy in deployments.items()
+        for key in ("initContainers", "containers")
+        for c in deploy["spec"]["template"]["spec"].get(key, [])
+    }
+    operator, serving = (
+        f"localhost/dex/dex-operator:{DEV_TAG}",
+        f"localhost/dex/dex-serving:{DEV_TAG}",
+    )
+    assert images == {
+        ("dex-operator", "operator"): (operator, "Never"),
+        ("dex-feast", "apply"): (serving, "Never"),
+        ("dex-feast", "online"): (serving, "Never"),
+        ("dex-feast", "registry"): (serving, "Never"),
+    }
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,11 @@ from dex_serving.settings import PredictorSettings, TransformerSettings
 from dex_testing import SOURCE_ROOT
 
 REPO = SOURCE_ROOT
-ENDPOINTS = isvc.Endpoints(tracking_uri="http://mlflow.dex.svc:5000")
+ENDPOINTS = isvc.Endpoints(
+    tracking_uri="http://mlflow.dex.svc:5000",
+    feast_registry_server="dex-feast.dex-system:6570",
+    feast_feature_server="http://dex-feast.dex-system:6566",
+)
 V1, V2 = Target("s3://m/1", "1"), Target("s3://m/2", "2")
 
 
@@ -64,6 +68,9 @@ def test_rendered_args_parse_with_the_serving_cli(mode: isvc.Mode, protocol: str
             assert isinstance(settings, TransformerSettings)
             assert settings.served_name == "churn"
             assert str(settings.feature_repo) == isvc.FEATURE_REPO
+            # In a pod the repository has no stores of its own: the platform's servers.
+            assert settings.feast_registry_server == ENDPOINTS.feast_registry_server
+            assert settings.feast_feature_server == ENDPOINTS.feast_feature_server
             assert settings.predictor_host == f"{own}-predictor.ns"
             assert settings.predictor_protocol == protocol
             assert settings.monitor_url == "http://dex-monitor.dex:8082"

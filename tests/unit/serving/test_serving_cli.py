@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from dexctl.main import app
@@ -43,3 +44,22 @@ def test_run_accepts_the_flags_kserve_appends_to_custom_containers() -> None:
         "churn-predictor.ns",
         8080,
     )
+
+
+def test_feast_servers_come_together_or_not_at_all(capsys: pytest.CaptureFixture[str]) -> None:
+    from dex_serving.run import settings_from
+
+    base = ["transformer", "--model=models:/churn/3", "--feature-repo=/repo", "--predictor-host=p"]
+    with pytest.raises(SystemExit):
+        settings_from([*base, "--feast-registry-server=dex-feast.dex-system:6570"])
+    assert "--feast-registry-server and --feast-feature-server go together" in (
+        capsys.readouterr().err
+    )
+    both = settings_from(
+        [
+            *base,
+            "--feast-registry-server=dex-feast.dex-system:6570",
+            "--feast-feature-server=http://dex-feast.dex-system:6566",
+        ]
+    )
+    assert both.feast_feature_server == "http://dex-feast.dex-system:6566"  # type: ignore[union-attr]
