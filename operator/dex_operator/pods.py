@@ -173,10 +173,10 @@ def _images(condition: Mapping[str, Any] | None) -> set[str]:
 # ------------------------------------------------------------------------------ API side
 
 
-def list_pods(namespace: str, isvc_name: str) -> list[dict[str, Any]]:
+def list_pods(namespace: str, isvc_names: list[str]) -> list[dict[str, Any]]:
     api = kube.api_client()
     listed = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"{ISVC_LABEL}={isvc_name}"
+        namespace, label_selector=f"{ISVC_LABEL} in ({','.join(isvc_names)})"
     )
     items: list[dict[str, Any]] = api.sanitize_for_serialization(listed).get("items") or []
     return items
@@ -208,13 +208,17 @@ def on_pod_event(namespace: str, isvc_name: str, pod: Mapping[str, Any], deleted
 
 
 def sync(namespace: str, isvc_name: str, now: datetime | None = None) -> bool:
-    """Report the InferenceService's image failures on its DexModel. True when nothing is
+    """Report the image failures of the pods of the DexModel owning ``isvc_name`` (all its
+    InferenceServices) on the DexModel. True when nothing is
     left to watch for: no pod waits on an image and status says so (or no DexModel owns
     the InferenceService)."""
     owner = owner_of(kube.get_isvc(namespace, isvc_name))
     if owner is None:
         return True
-    failures = image_failures(list_pods(namespace, isvc_name))
+    # Every version's pods: the condition is the DexModel's, and a healthy stable must not
+    # clear what a canary's pods still report (Standard mode has one InferenceService each).
+    names = sorted({isvc_name, *kube.list_isvcs(namespace, owner)})
+    failures = image_failures(list_pods(namespace, names))
     for attempt in range(ATTEMPTS):
         obj = kube.get_dexmodel(namespace, owner)
         if obj is None or obj["metadata"].get("deletionTimestamp"):

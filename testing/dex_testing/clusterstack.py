@@ -326,19 +326,11 @@ def register_with_contract(
     """A version of ``name`` trained on ``columns``, carrying a feature contract (``tags``, the
     MLflow version tags DEX training writes); its version and positive-class probabilities
     for ``rows``, as the registered model computes them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    done = subprocess.run(
-        [sys.executable, "-c", REGISTER_WITH_CONTRACT, mlflow_url, name, str(seed)],
-        input=json.dumps({"columns": columns, "tags": tags, "rows": rows}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
+    out = _run_script(
+        REGISTER_WITH_CONTRACT,
+        [mlflow_url, name, str(seed)],
+        stdin=json.dumps({"columns": columns, "tags": tags, "rows": rows}),
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
     return str(out["version"]), [float(p) for p in out["probabilities"]]
 
 
@@ -352,12 +344,18 @@ def register_version(mlflow_url: str) -> str:
 
 
 def _run_registration(mlflow_url: str, seed: int | None) -> dict[str, Any]:
+    return _run_script(REGISTER, [mlflow_url, MODEL, ",".join(FEATURES), str(seed or "")])
+
+
+def _run_script(script: str, args: list[str], stdin: str | None = None) -> dict[str, Any]:
+    """A registration script in a fresh interpreter; the JSON of its last output line."""
     # No MLFLOW_* of this process: mlflow.set_registry_uri in an earlier test of the same
     # worker exports MLFLOW_REGISTRY_URI, and the model would be registered there instead.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     done = subprocess.run(
-        [sys.executable, "-c", REGISTER, mlflow_url, MODEL, ",".join(FEATURES), str(seed or "")],
+        [sys.executable, "-c", script, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,

@@ -152,8 +152,19 @@ def api(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     isvc = {
         "metadata": {"ownerReferences": [{"kind": "DexModel", "name": ISVC, "controller": True}]}
     }
+    world["isvcs"] = {ISVC: isvc}
     monkeypatch.setattr(kube, "get_isvc", lambda namespace, name: isvc)
-    monkeypatch.setattr(pods, "list_pods", lambda namespace, name: world["pods"])
+    monkeypatch.setattr(kube, "list_isvcs", lambda namespace, owner: world["isvcs"])
+
+    def list_pods(namespace: str, names: list[str]) -> list[dict[str, Any]]:
+        world["listed"] = names
+        return [
+            p
+            for p in world["pods"]
+            if p["metadata"].get("labels", {}).get(pods.ISVC_LABEL, ISVC) in names
+        ]
+
+    monkeypatch.setattr(pods, "list_pods", list_pods)
 
     def get_dexmodel(namespace: str, name: str) -> dict[str, Any]:
         return world["dexmodels"].pop(0) if len(world["dexmodels"]) > 1 else world["dexmodels"][0]
@@ -179,6 +190,23 @@ def test_sync_keeps_the_controllers_conditions_and_posts_one_warning(api: dict[s
     assert rv == "7"
     assert conditions[0] == READY
     assert conditions[1]["type"] == "ImagesAvailable"
+    assert api["events"] == [("Warning", "ErrImageNeverPull")]
+
+
+def test_a_healthy_stable_does_not_clear_what_the_canarys_pods_report(
+    api: dict[str, Any],
+) -> None:
+    """Standard mode: one InferenceService per version. A sync for the stable's pods reads
+    the canary's too, so the DexModel's condition stays False while the canary's pod waits."""
+    canary = f"{ISVC}-v2"
+    api["isvcs"] = {ISVC: api["isvcs"][ISVC], canary: {"metadata": {}}}
+    failing = pod()
+    failing["metadata"]["labels"] = {pods.ISVC_LABEL: canary}
+    api["pods"] = [pod(reason=None), failing]
+    assert pods.sync(NS, ISVC, NOW) is False
+    assert api["listed"] == sorted([ISVC, canary])
+    ((_, conditions),) = api["patches"]
+    assert conditions[1]["status"] == "False"
     assert api["events"] == [("Warning", "ErrImageNeverPull")]
 
 
