@@ -94,8 +94,10 @@ def stop_recorded(
         eventually(gone, timeout=grace, interval=0.05, what=f"{record.name} to exit")
     except AssertionError:
         log.warning("%s pid=%d ignored SIGTERM; killing", record.name, record.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(record.pid, signal.SIGKILL)
+    # Whatever is left of the group once its leader is gone is orphaned: a pre-fork server's
+    # worker (gunicorn's under `feast serve`) outlived its master's SIGTERM.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGKILL)
     log.info("stopped %s pid=%d", record.name, record.pid)
 
 
