@@ -44,6 +44,7 @@ def test_stop_kills_the_workers_that_outlive_their_leader(tmp_path: Path) -> Non
         return int(text) if text else None
 
     worker = eventually(forked, timeout=30, what="worker forked")
+    assert worker is not None
     assert _alive(worker)
     child.stop(grace=5)
     assert child.proc.returncode == -signal.SIGTERM
