@@ -23,6 +23,7 @@ from kubernetes import client, config, watch
 
 from dex_operator import MODEL_LABEL
 from dex_testing import SOURCE_ROOT
+from dex_testing.crds import wait_established
 from dex_testing.devcluster import ControlPlane, ControlPlaneConfig, eventually, find_assets
 from dex_testing.gateway import Gateway
 from dex_testing.kserve_manager import find_kserve
@@ -58,14 +59,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _established(kubectl: list[str], crd: str) -> bool:
-    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
-    done = subprocess.run(
-        [*kubectl, "get", "crd", crd, "-o", jsonpath], capture_output=True, text=True, check=False
-    )
-    return done.stdout == "True"
-
-
 def _count_phase(api: client.CustomObjectsApi, ns: str, phase: str) -> int:
     items = api.list_namespaced_custom_object(GROUP, VERSION, ns, "dexmodels")["items"]
     return sum((i.get("status") or {}).get("phase") == phase for i in items)
@@ -89,11 +82,9 @@ def run() -> list[dict[str, object]]:
             check=True,
             capture_output=True,
         )
-        for crd in ("dexmodels.dex.dataenginex.io", "inferenceservices.serving.kserve.io"):
-            # Polled: `kubectl wait` fails at once on a CRD that has no status yet.
-            eventually(
-                partial(_established, kubectl, crd), timeout=60, what=f"crd/{crd} Established"
-            )
+        wait_established(
+            kubeconfig, ["dexmodels.dex.dataenginex.io", "inferenceservices.serving.kserve.io"]
+        )
         api_client = config.new_client_from_config(config_file=str(kubeconfig))
         api = client.CustomObjectsApi(api_client)
         core = client.CoreV1Api(api_client)

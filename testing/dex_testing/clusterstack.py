@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from dex_testing import SOURCE_ROOT
+from dex_testing.crds import wait_established
 from dex_testing.devcluster import (
     ControlPlane,
     ControlPlaneConfig,
     NodeConfig,
     check_tools,
     ensure_node_tools,
-    eventually,
     find_assets,
 )
 from dex_testing.devcluster.node import DEFAULT_IMAGES_DIR
@@ -159,16 +159,9 @@ def _install_dex(kubectl: Kubectl) -> float:
     Deployment is rolled out (its pod Ready: the readiness probe answered)."""
     began = time.monotonic()
     kubectl("apply", "--server-side", "-k", str(OVERLAY))
-    for crd in ("dexmodels.dex.dataenginex.io", "dexpipelines.dex.dataenginex.io"):
-        # Polled: `kubectl wait` fails at once on a CRD that has no status yet.
-        eventually(
-            lambda c=crd: kubectl(  # type: ignore[misc]
-                "get", "crd", c, "-o",
-                'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False,
-            ).stdout == "True",
-            timeout=60,
-            what=f"crd/{crd} Established",
-        )  # fmt: skip
+    wait_established(
+        kubectl.kubeconfig, ["dexmodels.dex.dataenginex.io", "dexpipelines.dex.dataenginex.io"]
+    )
     kubectl(
         "rollout",
         "status",
@@ -289,15 +282,23 @@ REGISTER_WITH_CONTRACT = """
 import json, sys
 import mlflow, numpy as np, pandas as pd
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 url, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 job = json.load(sys.stdin)
 columns, tags = job["columns"], job["tags"]
 rng = np.random.default_rng(seed)
-x = pd.DataFrame(rng.normal(size=(300, len(columns))), columns=columns)
-weights = rng.normal(size=len(columns))
-y = ((x.to_numpy() @ weights) + 0.3 * rng.normal(size=300) > 0).astype(int)
-model = LogisticRegression().fit(x, y)
+# Trained around the probe rows' own scales (the online features), regularized, so its
+# probabilities stay away from 0 and 1 and tell two models apart.
+rows = np.asarray(job["rows"], dtype=float)
+x = pd.DataFrame(
+    np.repeat(rows, 8, axis=0) * rng.normal(1.0, 0.1, size=(8 * len(rows), len(columns))),
+    columns=columns,
+)
+z = ((x - x.mean()) / (x.std() + 1e-9)).to_numpy()
+y = (z @ rng.normal(size=len(columns)) + 0.5 * rng.normal(size=len(x)) > 0).astype(int)
+model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1)).fit(x, y)
 mlflow.set_tracking_uri(url)
 mlflow.set_registry_uri(url)
 mlflow.set_experiment("e2e-cluster")

@@ -44,8 +44,8 @@ import yaml
 from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
+from dex_testing.crds import wait_established
 from dex_testing.devcluster.pki import generate_pki
-from dexctl.polling import eventually
 from dexctl.processes import Child, free_ports
 
 log = logging.getLogger(__name__)
@@ -274,24 +274,13 @@ class KServeManager:
         applied = self.kubectl(
             "apply", "--server-side", "--force-conflicts", "-k", str(assets.crd), "-o", "name"
         )
-        crds = applied.stdout.split()
-        # Polled: `kubectl wait` fails at once on a CRD whose status has no conditions yet.
-        eventually(
-            lambda: self._established(crds),
+        wait_established(
+            self.kubeconfig,
+            applied.stdout.split(),
             timeout=self.timeout,
-            what="KServe's CRDs Established",
+            kubectl=self._kubectl or _kubectl_binary(),
         )
         self._apply([standard_configmap(assets.configmap)])
-
-    def _established(self, crds: list[str]) -> bool:
-        listed = json.loads(self.kubectl("get", *crds, "-o", "json").stdout)
-        return all(
-            any(
-                c.get("type") == "Established" and c.get("status") == "True"
-                for c in (crd.get("status") or {}).get("conditions") or []
-            )
-            for crd in listed.get("items", [listed])
-        )
 
     def _defaults_an_isvc(self) -> bool:
         """A server-side dry-run create comes back defaulted by KServe's mutating webhook."""

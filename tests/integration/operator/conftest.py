@@ -22,6 +22,7 @@ from dex_testing.operator_process import OperatorProcess
 sys.path.insert(0, str(Path(__file__).parent))
 from opkit import CRD_DIR, DriftEndpoint, kubectl, scratch_namespace
 
+from dex_testing.crds import wait_established
 from dex_testing.devcluster import eventually
 from dexctl.processes import free_ports
 
@@ -42,28 +43,14 @@ def crds(kubeconfig: Path) -> None:
         pytest.fail(str(exc))
     kubectl(kubeconfig, "apply", "--server-side", "-k", str(CRD_DIR))
     kubectl(kubeconfig, "apply", "--server-side", "-k", str(kserve_crds))
-    for name in (
-        "dexmodels.dex.dataenginex.io",
-        "dexpipelines.dex.dataenginex.io",
-        "inferenceservices.serving.kserve.io",
-    ):
-        # Polled: `kubectl wait` fails at once on a CRD that has no status yet.
-        eventually(
-            lambda n=name: (  # type: ignore[misc]
-                kubectl(
-                    kubeconfig,
-                    "get",
-                    "crd",
-                    n,
-                    "-o",
-                    'jsonpath={.status.conditions[?(@.type=="Established")].status}',
-                    check=False,
-                ).stdout
-                == "True"
-            ),
-            timeout=60,
-            what=f"crd/{name} Established",
-        )
+    wait_established(
+        kubeconfig,
+        [
+            "dexmodels.dex.dataenginex.io",
+            "dexpipelines.dex.dataenginex.io",
+            "inferenceservices.serving.kserve.io",
+        ],
+    )
     # Discovery of freshly established CRDs lags a little; kopf and kubectl need it.
     eventually(
         lambda: (
