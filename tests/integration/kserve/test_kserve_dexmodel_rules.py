@@ -94,7 +94,12 @@ def test_what_kserve_refuses_the_dexmodel_crd_refuses_naming_the_field(
     obj = dexmodel(name, namespace, serving)
     spec = DexModelSpec.model_validate(obj["spec"])
     mode = spec.serving.deployment_mode or "Standard"
-    owner = {**obj, "metadata": {**obj["metadata"], "uid": "00000000-0000-0000-0000-000000000001"}}
+    owner = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": name,
+        "uid": "00000000-0000-0000-0000-000000000001",
+    }
     (rendered,) = isvc.render(
         name=name,
         namespace=namespace,
