@@ -7,6 +7,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+# How the API server words a refusal by KServe's validating webhook.
+VALIDATOR = (
+    'admission webhook "inferenceservice.kserve-webhook-server.validator" denied the request'
+)
+
 
 class Kubectl:
     def __init__(self, kubeconfig: Path) -> None:

@@ -22,7 +22,7 @@ from dex_testing.crds import wait_established
 from dex_testing.kserve_manager import KServeManager
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kservekit import Kubectl
+from kservekit import VALIDATOR, Kubectl
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,7 +30,6 @@ pytestmark = [
     pytest.mark.xdist_group(name="controlplane"),
 ]
 
-VALIDATOR = 'admission webhook "inferenceservice.kserve-webhook-server.validator" denied'
 ENDPOINTS = isvc.Endpoints(
     tracking_uri="http://mlflow.dex.svc:5000",
     feast_registry_server="dex-feast.dex-system:6570",

@@ -15,7 +15,7 @@ from dex_testing.devcluster import eventually
 from dex_testing.kserve_manager import FINALIZER, ISVC_CRD, KServeManager
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kservekit import Kubectl
+from kservekit import VALIDATOR, Kubectl
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,9 +38,6 @@ DEFAULT_RESOURCES = {
     "requests": {"cpu": "1", "memory": "2Gi"},
     "limits": {"cpu": "1", "memory": "2Gi"},
 }
-VALIDATOR = (
-    'admission webhook "inferenceservice.kserve-webhook-server.validator" denied the request'
-)
 
 
 def isvc(
