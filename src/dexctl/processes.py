@@ -84,7 +84,11 @@ def stop_recorded(
     child of ours, that it is gone (a zombie still passes :func:`is_running`'s PID test)."""
 
     def gone() -> bool:
-        return (exited is not None and exited()) or not is_running(record)
+        if exited is not None:
+            # Our own child: its exit is the truth. is_running compares the binary, and a
+            # script's process runs its interpreter (`feast` is python), never the script.
+            return exited()
+        return not is_running(record)
 
     if gone():
         return
