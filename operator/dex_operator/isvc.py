@@ -232,6 +232,14 @@ def _transformer(
     container = _container(spec.features.image, args, spec)
     if spec.serving.resources:
         container["resources"] = spec.serving.resources.model_dump(by_alias=True, exclude_none=True)
+    # Ready only when its predictor answers (the transformer checks it; KServe's default
+    # probe is a TCP connect, which a transformer passes before it can reach the predictor).
+    container["readinessProbe"] = {
+        "httpGet": {"path": "/v2/health/ready", "port": SERVING_PORT},
+        "periodSeconds": 2,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
     transformer: dict[str, Any] = {"containers": [container]}
     if spec.serving.logger:
         container["volumeMounts"] = [{"name": "event-spool", "mountPath": EVENT_SPOOL_DIR}]

@@ -43,6 +43,10 @@ def run(
             predictor_host=predictor_host,
             predictor_protocol=predictor_protocol,
             predictor_request_timeout_seconds=30,
+            # KServe's --enable_predictor_health_check: the transformer is ready only while
+            # its predictor answers through the predictor's Service, so "Ready" means the
+            # whole path serves (a new Service's routing can lag its pods' readiness).
+            predictor_health_check=True,
         )
     server = _BoundModelServer(
         http_port=http_port,

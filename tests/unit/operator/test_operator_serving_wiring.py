@@ -71,6 +71,9 @@ def test_rendered_args_parse_with_the_serving_cli(mode: isvc.Mode, protocol: str
             # In a pod the repository has no stores of its own: the platform's servers.
             assert settings.feast_registry_server == ENDPOINTS.feast_registry_server
             assert settings.feast_feature_server == ENDPOINTS.feast_feature_server
+            # Readiness through the predictor: KServe's health route on the serving port.
+            probe = container["readinessProbe"]["httpGet"]
+            assert (probe["path"], probe["port"]) == ("/v2/health/ready", settings.http_port)
             assert settings.predictor_host == f"{own}-predictor.ns"
             assert settings.predictor_protocol == protocol
             assert settings.monitor_url == "http://dex-monitor.dex:8082"
