@@ -7,7 +7,6 @@ transformer reading the stores directly does (test_serving_predictions)."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +17,11 @@ import pytest
 
 from dex_testing.serving_world import World
 from dexctl.local_serving import ServingURLs
-from dexctl.processes import Child, free_ports
+from dexctl.processes import Child, free_ports, port_is_free
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="serving")]
 
 FEAST = str(Path(sys.executable).with_name("feast"))
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +53,9 @@ def remote_transformer(
             timeout=120,
             what="/health",
         )
-        registry_server.wait_ready(lambda: _listening(registry), timeout=120, what="gRPC port")
+        registry_server.wait_ready(
+            lambda: not port_is_free(registry), timeout=120, what="gRPC port"
+        )
         # Nothing of the world's stores in the transformer's environment: only the servers.
         env = {k: v for k, v in servers_env.items() if not k.startswith("DEX_FEAST_")}
         transformer = Child(
