@@ -1,6 +1,11 @@
 """The training pipeline through kfp.local: wall time per step, split into process start
 + imports vs. the step's own work, and end to end. Default size: 50k customers (labelled
-rows), 20 Optuna trials. Target to measure against: the whole pipeline under 60 s."""
+rows), 20 Optuna trials. Targets: the whole pipeline under 60 s, and at most 2x its floor.
+
+The floor is the same training work in one plain Python process: every step's own work
+(each step function, with its reads and writes), plus one process start and its imports,
+paid once instead of once per step, from the same run. (KFP runs one container per step in a
+cluster; that is what the ratio prices.)"""
 
 from __future__ import annotations
 
@@ -72,13 +77,24 @@ def run() -> list[dict[str, object]]:
                 "other_s": round(wall - startup - work, 2),
             }
         )
+    floor = sum(works) + max(startups, default=0.0)
     rows.append(
         {
-            "step": f"END TO END ({CUSTOMERS} rows, {TRIALS} trials; target < {TARGET_S:.0f} s)",
+            "step": "FLOOR: the steps' work in one plain process (one start + imports)",
+            "wall_s": round(floor, 2),
+            "startup+imports_s": max(startups, default=0.0),
+            "work_s": round(sum(works), 2),
+        }
+    )
+    rows.append(
+        {
+            "step": f"END TO END ({CUSTOMERS} rows, {TRIALS} trials; target < {TARGET_S:.0f} s, "
+            "<= 2x floor)",
             "wall_s": round(result.seconds, 2),
             "startup+imports_s": round(sum(startups), 2),
             "work_s": round(sum(works), 2),
             "other_s": round(result.seconds - sum(startups) - sum(works), 2),
+            "ratio_to_floor": round(result.seconds / floor, 2) if floor else None,
         }
     )
     return rows

@@ -58,6 +58,9 @@ class OperatorConfig(BaseSettings):
         "all are taken the watch stream waits for one to idle out.",
     )
     http_timeout: float = Field(default=10.0, gt=0, description="Registry/Prometheus timeout.")
+    api_timeout: float = Field(
+        default=60.0, gt=0, description="Kubernetes API request timeout (not watches)."
+    )
     metrics_port: int = Field(default=8080, ge=0, description="Prometheus /metrics port; 0=off.")
     liveness_port: int = Field(default=8081, ge=0, description="kopf /healthz port; 0=off.")
     bind_host: str = Field(default="0.0.0.0", description="Address metrics/liveness bind to.")
@@ -75,6 +78,5 @@ class OperatorConfig(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
-# The process's configuration, read once at import: the handler decorators need their timer
-# intervals when ``handlers`` is imported, and every layer must see the same values.
+# The process's configuration, read once at import: every layer must see the same values.
 CONFIG = OperatorConfig()

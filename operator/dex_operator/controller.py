@@ -1,12 +1,15 @@
 """One level-based ``reconcile`` per DexModel, called from every trigger (see ``handlers``).
 
-``reconcile`` reads the DexModel (or takes what kopf last saw), resolves ``spec.model`` to a
-target (``source``), reads the InferenceService, and asks the pure engine
-(``rollout.decide``) what to do, running the analysis gates when the engine says they are
-due. It writes status *first* (with the resourceVersion it read, so a stale read makes the
-API server refuse and the reconcile re-reads instead of overwriting), then converges the
-InferenceService. A crash between the two leaves status ahead of the ISVC, and the next
-reconcile re-applies the same plan: steps are never skipped nor repeated.
+``reconcile`` takes the DexModel, its InferenceServices and route as the watches last saw
+them (``informer``), resolves ``spec.model`` to a target (``source``), and asks the pure
+engine (``rollout.decide``) what to do, running the analysis gates when the engine says they
+are due. The first reconcile of a DexModel in this process reads live (the watches may not
+have listed its InferenceServices yet), and so does a decision that deletes, or that writes
+to the InferenceServices or route with no status write to vouch for it. It writes status
+*first* (with the resourceVersion it read, so a stale read makes the API server refuse and
+the reconcile re-reads instead of overwriting), then converges the InferenceService. A crash
+between the two leaves status ahead of the ISVC, and the next reconcile re-applies the same
+plan: steps are never skipped nor repeated.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
-from dex_operator import API_VERSION, GROUP, isvc, kube, route
+from dex_operator import API_VERSION, GROUP, informer, isvc, kube, route
 from dex_operator.analysis import (
     AnalysisContext,
     DexDriftProvider,
@@ -34,6 +36,7 @@ from dex_operator.analysis import (
 )
 from dex_operator.config import CONFIG
 from dex_operator.crd.models import DexModelSpec, DexModelStatus, InferenceServiceStatus
+from dex_operator.kubeapi import ApiError
 from dex_operator.metrics import (
     CANARY_WEIGHT,
     OUTCOME_BY_REASON,
@@ -69,14 +72,14 @@ class StaleReadError(Exception):
     """What was read may predate our last write: read again before acting on it."""
 
 
-# One lock per DexModel: its timers and change handlers run in parallel threads, and the
-# InferenceService event handler reconciles it too. kopf's per-object memo holds the lock as
-# long as kopf knows the DexModel (kopf drops the memo with the object's DELETED event), and
-# ``_locks`` only finds a lock something still holds, so nothing is left behind per deleted
-# object. The ISVC event handler has only the owner's name, and its memo is the ISVC's, not
-# the DexModel's: by name it finds the lock the DexModel's memo holds while kopf knows the
-# DexModel; after the DexModel is gone (its ISVC's DELETED event comes after) it gets a lock
-# that lives as long as that one reconcile, and still excludes any reconcile running by then.
+# One lock per DexModel: its change handlers and requeued reconciles (woken by its
+# InferenceServices' and route's events too) run in parallel threads. kopf's per-object memo
+# holds the lock as long as kopf knows the DexModel (kopf drops the memo with the object's
+# DELETED event), and ``_locks`` only finds a lock something still holds, so nothing is left
+# behind per deleted object. A requeued reconcile has only the DexModel's name, no memo: by
+# name it finds the lock the DexModel's memo holds while kopf knows the DexModel; after the
+# DexModel is gone it gets a lock that lives as long as that one reconcile, and still
+# excludes any reconcile running by then.
 _locks: weakref.WeakValueDictionary[tuple[str, str], threading.Lock]
 _locks = weakref.WeakValueDictionary()
 _locks_guard = threading.Lock()
@@ -110,7 +113,7 @@ def reconcile(
     with object_lock(namespace, name, memo), RECONCILE_SECONDS.time():
         try:
             _attempt(namespace, name, body, now)
-        except ApiException as exc:
+        except ApiError as exc:
             RECONCILE_ERRORS.labels(str(exc.status)).inc()
             raise
         except Exception as exc:
@@ -122,15 +125,19 @@ def _attempt(namespace: str, name: str, body: kopf.Body | None, now: datetime | 
     # Gives up (returns) on conflicts that outlast the retries and on objects gone meanwhile:
     # the next trigger starts over. Those count in RECONCILE_ERRORS too, by reason.
     for attempt in range(ATTEMPTS):
-        fresh = body is None or attempt > 0
-        obj = kube.get_dexmodel(namespace, name) if fresh or body is None else _snapshot(body)
+        seen = None
+        if attempt == 0 and informer.DEXMODELS.confirmed(namespace, name):
+            seen = _latest(body, informer.DEXMODELS.get(namespace, name))
+        fresh = seen is None
+        obj = kube.get_dexmodel(namespace, name) if fresh else seen
         try:
             if obj is not None:
                 _reconcile(obj, now or datetime.now(UTC), fresh=fresh)
+                informer.DEXMODELS.confirm(namespace, name)
             return
         except StaleReadError:
             continue
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409 and attempt < ATTEMPTS - 1:
                 continue  # a concurrent write (ours or KServe's) moved the object on
             if exc.status in (404, 409):
@@ -149,8 +156,16 @@ def forget(namespace: str, name: str) -> None:
         CANARY_WEIGHT.remove(namespace, name)
 
 
+def _latest(body: kopf.Body | None, cached: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The newer of what kopf handed this trigger and what the informer holds."""
+    seen = _snapshot(body) if body is not None else None
+    if seen is None or cached is None:
+        return seen or cached
+    return cached if informer.older(seen, than=cached) else seen
+
+
 def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    # Timers get a live body that kopf swaps as events arrive. Metadata (with the
+    # kopf may hand a live body that it swaps as events arrive. Metadata (with the
     # resourceVersion every write is conditional on) is copied first, so a copy spanning a
     # swap pairs an older resourceVersion with newer data, which the API server refuses.
     keys = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -175,14 +190,18 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
         return
     _clear_source_error(status, now)
 
-    isvcs = kube.list_isvcs(namespace, name)
+    isvcs = kube.list_isvcs(namespace, name) if fresh else informer.ISVCS.of_model(namespace, name)
     foreign = [n for n, o in isvcs.items() if not _owned_by(o, meta["uid"])]
     if foreign:
         _report_not_owned(obj, status, before, now, f"InferenceService {foreign[0]}")
         return
     mode = isvc.resolve_mode(spec, _any_isvc(isvcs, name), kube.cluster_default_mode())
     parent = route.ParentRef.parse(CONFIG.gateway)
-    current_route = kube.get_route(namespace, name) if mode == "Standard" else None
+    current_route = None
+    if mode == "Standard":
+        current_route = (
+            kube.get_route(namespace, name) if fresh else informer.ROUTES.get(namespace, name)
+        )
     if current_route is not None and not _owned_by(current_route, meta["uid"]):
         _report_not_owned(obj, status, before, now, f"HTTPRoute {name}")
         return
@@ -212,14 +231,19 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
     # are retried each reconcile); it clears once they succeed or are no longer needed.
     new = _with_refusal(engine, _refusal_in(before) if writes.needed else None, now)
     status_changed = new.model_dump(mode="json") != before.model_dump(mode="json")
-    if writes.needed and not status_changed and not fresh:
-        # A plan from an old status could undo a later step on the ISVC: confirm it first.
+    if not fresh and (writes.delete or (writes.needed and not status_changed)):
+        # Creates and patches may go from the informer: a create cannot overwrite anything
+        # (one refused as AlreadyExists is read again, see _apply), and a patch carries the
+        # resourceVersion it was decided from. A delete carries only the uid, so it is
+        # decided from live reads; and with no status write (conditional on the DexModel's
+        # resourceVersion) to vouch for the plan, a plan from an old status could undo a
+        # later step on the InferenceServices: confirm it first.
         raise StaleReadError
     meta = dict(meta)
     if status_changed:
         meta["resourceVersion"] = kube.patch_status(meta, _dump(new))
     _emit(obj, decision, before)
-    refusal = _apply(writes)
+    refusal = _apply(writes, live=fresh)
     if action is not None and new.last_action is not None:
         kube.clear_annotation(namespace, name, ACTION_ANNOTATION)
     after = _with_refusal(engine, refusal, now)
@@ -328,14 +352,18 @@ def _writes(
     return writes
 
 
-def _apply(writes: Writes) -> Refusal | None:
+def _apply(writes: Writes, *, live: bool) -> Refusal | None:
     """Carry ``writes`` out in order; the first the API server (or KServe's webhook) refuses
     stops the rest, so nothing is applied past it (a canary's route never points at an
-    InferenceService that was refused)."""
+    InferenceService that was refused). ``live``: decided from live reads, not the informer."""
     for want, have in writes.converge:
         try:
             kube.converge(want, have)
-        except ApiException as exc:
+        except ApiError as exc:
+            if not live and have is None and exc.status == 409:
+                # The informer had not seen it yet: ours (just created) or someone else's,
+                # only a live read can say.
+                raise StaleReadError from exc
             refusal = _refusal(want, exc)
             if refusal is None:
                 raise
@@ -345,7 +373,7 @@ def _apply(writes: Writes) -> Refusal | None:
     return None
 
 
-def _refusal(obj: dict[str, Any], exc: ApiException) -> Refusal | None:
+def _refusal(obj: dict[str, Any], exc: ApiError) -> Refusal | None:
     """A write refused for what it says (invalid, forbidden, no such kind, a namesake exists),
     as opposed to a conflict with a concurrent write, which is retried."""
     body: dict[str, Any] = {}
@@ -435,7 +463,7 @@ def _report_source_error(
 def _clear_source_error(status: DexModelStatus, now: datetime) -> None:
     """spec.model resolved again: a registry error (or refused version) reported in Degraded
     is over. Left standing, Degraded and the message would go on quoting the outage until the
-    rollout's next transition happened to rewrite them (and the resync timer would run on)."""
+    rollout's next transition happened to rewrite them (and the requeues would run on)."""
     degraded = next((c for c in status.conditions if c.type == "Degraded"), None)
     if degraded is None or degraded.status != "True" or degraded.reason not in RETRIED_REASONS:
         return

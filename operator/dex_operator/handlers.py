@@ -1,22 +1,38 @@
 """kopf wiring: settings, and the triggers that call ``controller.reconcile``.
 
 create/update/resume react at once; a change of the owned InferenceService (KServe reporting
-readiness or traffic) wakes its DexModel; timers run only while time can change the outcome
-(a hold expiring, readiness awaited, a registry retry, an alias to poll), so settled models
-cost nothing at rest. Every trigger runs the same level-based reconcile (see ``controller``
-for what it does and in which order it writes). KServe's serving pods are watched too: one
-that cannot get its image is reported on its DexModel (``pods``).
+readiness or traffic) or route (the Gateway accepting a weight) wakes its DexModel. After
+every reconcile the DexModel is requeued only while time can change the outcome (a hold
+expiring, readiness awaited, a registry retry, an alias to poll; ``requeue`` says why that is
+not a kopf timer), so settled models cost nothing at rest. Every trigger runs the same
+level-based reconcile (see ``controller`` for what it does and in which order it writes).
+KServe's serving pods are watched too: one that cannot get its image is reported on its
+DexModel (``pods``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from dex_operator import GROUP, MODEL_LABEL, VERSION, controller, isvc, kube, pods, route
+from dex_operator import (
+    GROUP,
+    MODEL_LABEL,
+    VERSION,
+    controller,
+    informer,
+    isvc,
+    kube,
+    kubeapi,
+    pods,
+    route,
+)
 from dex_operator.config import CONFIG
+from dex_operator.requeue import Requeue
 from dex_operator.source import RETRIED_REASONS
 
 PLURAL = kube.PLURAL
@@ -24,7 +40,7 @@ FINALIZER = f"{GROUP}/operator"
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Progress and diff-base live in status / our own annotation so the user's metadata
     # (what Argo CD compares) carries nothing of kopf's.
     settings.persistence.finalizer = FINALIZER
@@ -44,14 +60,21 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
-    settings.networking.request_timeout = 60
+    settings.networking.request_timeout = CONFIG.api_timeout
     settings.posting.reporting_component = CONFIG.operator_name
     settings.posting.level = logging.INFO
     settings.posting.loggers = False  # only the explicit rollout Events, not every log line
     # No CRD/namespace scanning: the CRDs exist before the operator starts (kustomize order),
     # and the ClusterRole then needs no read access to CRDs or namespaces.
     settings.scanning.disabled = True
-    kube.api_client()
+    kubeapi.client()  # logs in now: bad credentials stop the operator at startup
+    REQUEUE.start(asyncio.get_running_loop(), settings.execution.executor)
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    # kopf's watches authenticate as the operator's own requests do (kubeapi.login).
+    return kubeapi.login()
 
 
 # Phases in which nothing changes by itself: only an event (the spec, an annotation, the
@@ -59,56 +82,114 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 SETTLED_PHASES = frozenset({"Promoted", "RolledBack", "Failed"})
 
 
-def in_motion(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
-    """Whether time alone can change this DexModel's outcome; only then does ``resync`` run."""
+def in_motion(spec: Mapping[str, Any], status: Mapping[str, Any], meta: Mapping[str, Any]) -> bool:
+    """Whether time alone can change this DexModel's outcome; only then is it requeued."""
     if status.get("phase") not in SETTLED_PHASES or status.get("canaryStorageUri"):
         return True
     if status.get("observedGeneration") != meta.get("generation"):
         return True
     # An InferenceService not ours (NotOwned) may be deleted by its owner at any time: the
-    # resync is what notices, its events do not reach us (it carries no DexModel label).
+    # requeue is what notices, its events do not reach us (it carries no DexModel label).
     waiting = RETRIED_REASONS | {controller.NOT_OWNED}
     return any(c.get("reason") in waiting for c in status.get("conditions") or [])
 
 
-def follows_alias(spec: kopf.Spec, **_: Any) -> bool:
-    return bool((spec.get("model") or {}).get("alias"))
+def requeue_after(obj: Mapping[str, Any] | None) -> float | None:
+    """When this DexModel is to be reconciled again with no event; None: only on events."""
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if in_motion(spec, status, obj["metadata"]):
+        return CONFIG.resync_seconds
+    if (spec.get("model") or {}).get("alias"):
+        # source.resolve_target asks the registry once its last answer is this old.
+        return CONFIG.registry_poll_seconds
+    return None
+
+
+def reconcile(
+    namespace: str, name: str, body: kopf.Body | None = None, memo: kopf.Memo | None = None
+) -> None:
+    """Every trigger's reconcile, then the next one due (from the status it left, which the
+    informer holds: our own status writes are written through to it). A settled DexModel
+    schedules nothing, and cancels nothing either: a request already queued may be an
+    InferenceService's or route's event that came in during this reconcile (the Gateway
+    applying the route that lets the old version go), which must still run. A time-based one
+    left from before it settled costs one reconcile that writes nothing."""
+    try:
+        controller.reconcile(namespace, name, body=body, memo=memo)
+    finally:
+        delay = requeue_after(informer.DEXMODELS.get(namespace, name))
+        if delay is not None:
+            REQUEUE.after(namespace, name, delay)
+
+
+def _requeued(namespace: str, name: str) -> None:
+    try:
+        reconcile(namespace, name)
+    except Exception:
+        # No kopf handler backoff stands behind a requeue: it retries at the resync period.
+        REQUEUE.after(namespace, name, CONFIG.resync_seconds)
+        raise
+
+
+REQUEUE = Requeue(_requeued)
+
+
+def _wake_owner(namespace: str, meta: kopf.Meta) -> None:
+    # Queued, not run here: the InferenceService's and the route's events of one step join
+    # one reconcile while it waits for a thread (Requeue). The lock by name is safe without
+    # the DexModel's memo (controller.object_lock says why).
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "DexModel":
+            REQUEUE.after(namespace, ref["name"], 0.0)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def on_change(name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    assert namespace, "DexModel is namespaced"
-    controller.reconcile(namespace, name, body=body, memo=memo)
-
-
-@kopf.timer(
-    GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=0.5, when=in_motion
-)
-def resync(name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    assert namespace, "DexModel is namespaced"
-    controller.reconcile(namespace, name, body=body, memo=memo)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.registry_poll_seconds, when=follows_alias)
-def poll_registry(
-    name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+def on_change(
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    reason: str,
+    **_: Any,
 ) -> None:
-    # source.resolve_target asks the registry once the last answer is registry_poll_seconds
-    # old.
     assert namespace, "DexModel is namespaced"
-    controller.reconcile(namespace, name, body=body, memo=memo)
+    if reason == kopf.Reason.CREATE:
+        # Never handled before: no InferenceService or route of ours can exist yet (one of
+        # someone else's is found when our create is refused), so no live read is needed.
+        informer.DEXMODELS.confirm(namespace, name)
+    reconcile(namespace, name, body=body, memo=memo)
 
 
-@kopf.on.event(
-    isvc.KSERVE_GROUP,
-    isvc.KSERVE_VERSION,
-    isvc.ISVC_PLURAL,
-    labels={MODEL_LABEL: kopf.PRESENT},
-)
-def on_isvc_event(
-    type: str | None, meta: kopf.Meta, status: kopf.Status, namespace: str | None, **_: Any
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def remember_dexmodel(
+    type: str | None, body: kopf.Body, name: str, namespace: str | None, **_: Any
+) -> None:
+    # kopf runs event handlers before the change handlers of the same event, so a reconcile
+    # finds the informer at least as new as the body it was handed. async: no thread hop.
+    assert namespace, "DexModel is namespaced"
+    informer.DEXMODELS.observe(body, deleted=type == "DELETED")
+    if type == "DELETED":
+        # Gone for good (no finalizer holds a DexModel: nothing of ours outlives it, the
+        # InferenceServices and route go with their owner). The lock needs no cleanup: kopf
+        # drops this object's memo, which held it.
+        REQUEUE.cancel(namespace, name)
+        controller.forget(namespace, name)
+
+
+# The InferenceServices' and routes' handlers take every object of their kind, not only
+# those labelled as a DexModel's: one whose label is removed must leave the informer.
+@kopf.on.event(isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, isvc.ISVC_PLURAL)
+async def on_isvc_event(
+    type: str | None,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str | None,
+    **_: Any,
 ) -> None:
     # Like controller-runtime's Owns(): a change in the owned InferenceService (KServe
     # reporting a Ready revision or new traffic) wakes its DexModel now, not at next resync.
@@ -117,30 +198,28 @@ def on_isvc_event(
     # passes here is the ISVC's, so none is handed on (controller.object_lock says why that
     # is safe).
     assert namespace, "InferenceService is namespaced"
-    if type != "DELETED" and not status:
+    informer.ISVCS.observe(body, deleted=type == "DELETED")
+    if MODEL_LABEL not in (meta.get("labels") or {}) or (type != "DELETED" and not status):
         return
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == "DexModel":
-            controller.reconcile(namespace, ref["name"])
+    _wake_owner(namespace, meta)
 
 
-@kopf.on.event(
-    route.GATEWAY_GROUP,
-    route.GATEWAY_VERSION,
-    route.ROUTE_PLURAL,
-    labels={MODEL_LABEL: kopf.PRESENT},
-)
-def on_route_event(
-    type: str | None, meta: kopf.Meta, status: kopf.Status, namespace: str | None, **_: Any
+@kopf.on.event(route.GATEWAY_GROUP, route.GATEWAY_VERSION, route.ROUTE_PLURAL)
+async def on_route_event(
+    type: str | None,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str | None,
+    **_: Any,
 ) -> None:
     # The Gateway's controller accepting the route at its new generation is what says a
     # weight is applied: it wakes the DexModel as the InferenceServices' events do.
     assert namespace, "HTTPRoute is namespaced"
-    if type != "DELETED" and not status:
+    informer.ROUTES.observe(body, deleted=type == "DELETED")
+    if MODEL_LABEL not in (meta.get("labels") or {}) or (type != "DELETED" and not status):
         return
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == "DexModel":
-            controller.reconcile(namespace, ref["name"])
+    _wake_owner(namespace, meta)
 
 
 @kopf.on.event("v1", "pods", labels={pods.ISVC_LABEL: kopf.PRESENT})
@@ -156,10 +235,3 @@ def on_serving_pod_event(
     # keeps no state on the pod: list and watch are all the ClusterRole grants on pods.
     assert namespace, "Pod is namespaced"
     pods.on_pod_event(namespace, labels[pods.ISVC_LABEL], body, deleted=type == "DELETED")
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def on_delete(name: str, namespace: str | None, **_: Any) -> None:
-    # The lock needs no cleanup: kopf drops this object's memo, which held it.
-    assert namespace, "DexModel is namespaced"
-    controller.forget(namespace, name)

@@ -1,10 +1,11 @@
-"""Kubernetes API access: the reads a reconcile starts from and the writes it ends with.
+"""Kubernetes API access: the live reads a reconcile confirms with and the writes it ends with.
 
-One pooled ``ApiClient`` for the process. Reads: the DexModel, its InferenceService, and
+Over ``kubeapi``'s one pooled client. Reads: the DexModel, its InferenceService, and
 KServe's cluster-wide default deployment mode (cached: it rarely changes). Writes: every
 write that acts on what was read carries the resourceVersion it was read at, so a stale read
 makes the API server refuse (409) instead of overwriting a newer state; the caller reads
-again. The InferenceService is created, or patched with the RFC 7386 merge patch that turns
+again. Every object read or written here is handed to the ``informer`` too. The
+InferenceService is created, or patched with the RFC 7386 merge patch that turns
 its current spec into the rendered one (``merge_diff``): only what differs is sent, and keys
 no longer rendered are removed.
 """
@@ -12,81 +13,60 @@ no longer rendered are removed.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-
-from dex_operator import GROUP, MODEL_LABEL, VERSION, isvc, route
+from dex_operator import GROUP, MODEL_LABEL, VERSION, informer, isvc, route
 from dex_operator.config import CONFIG
+from dex_operator.kubeapi import MERGE_PATCH, ApiError, client, custom_path
 
 PLURAL = "dexmodels"
 ISVC_CONFIGMAP = "inferenceservice-config"
 
 
-@cache
-def api_client() -> client.ApiClient:
+def _get(path: str) -> dict[str, Any] | None:
     try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    conf = client.Configuration.get_default_copy()
-    # One pooled connection per worker thread; the default (5 per CPU) makes busy threads
-    # discard connections and pay a TLS handshake per request.
-    conf.connection_pool_maxsize = CONFIG.worker_limit
-    return client.ApiClient(conf)
-
-
-def _custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api_client())
-
-
-def get_dexmodel(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name
-        )
-    except ApiException as exc:
+        return client().request("GET", path)
+    except ApiError as exc:
         if exc.status == 404:
             return None
         raise
+
+
+def get_dexmodel(namespace: str, name: str) -> dict[str, Any] | None:
+    obj = _get(custom_path(GROUP, VERSION, namespace, PLURAL, name))
+    if obj is not None:
+        informer.DEXMODELS.observe(obj)
     return obj
 
 
 def get_isvc(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
-            isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, namespace, isvc.ISVC_PLURAL, name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
+    return _get(
+        custom_path(isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, namespace, isvc.ISVC_PLURAL, name)
+    )
 
 
 def list_isvcs(namespace: str, name: str) -> dict[str, dict[str, Any]]:
     """The InferenceServices labelled as this DexModel's (Standard mode: one per version)."""
-    listed = _custom().list_namespaced_custom_object(
-        isvc.KSERVE_GROUP,
-        isvc.KSERVE_VERSION,
-        namespace,
-        isvc.ISVC_PLURAL,
-        label_selector=f"{MODEL_LABEL}={name}",
+    listed = client().request(
+        "GET",
+        custom_path(isvc.KSERVE_GROUP, isvc.KSERVE_VERSION, namespace, isvc.ISVC_PLURAL),
+        params={"labelSelector": f"{MODEL_LABEL}={name}"},
     )
-    return {item["metadata"]["name"]: item for item in listed.get("items") or []}
+    items = listed.get("items") or []
+    for item in items:
+        # A list's items carry no apiVersion/kind; the informer's entries look like objects.
+        item.setdefault("apiVersion", f"{isvc.KSERVE_GROUP}/{isvc.KSERVE_VERSION}")
+        item.setdefault("kind", "InferenceService")
+        informer.ISVCS.observe(item)
+    return {item["metadata"]["name"]: item for item in items}
 
 
 def get_route(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = _custom().get_namespaced_custom_object(
-            route.GATEWAY_GROUP, route.GATEWAY_VERSION, namespace, route.ROUTE_PLURAL, name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    obj = _get(
+        custom_path(route.GATEWAY_GROUP, route.GATEWAY_VERSION, namespace, route.ROUTE_PLURAL, name)
+    )
+    if obj is not None:
+        informer.ROUTES.observe(obj)  # one not labelled as a DexModel's leaves it
     return obj
 
 
@@ -100,11 +80,11 @@ def cluster_default_mode() -> str | None:
     if _mode_cache and now - _mode_cache[0] < 60:
         return _mode_cache[1]
     try:
-        cm = client.CoreV1Api(api_client()).read_namespaced_config_map(
-            ISVC_CONFIGMAP, CONFIG.kserve_namespace
+        cm = client().request(
+            "GET", f"/api/v1/namespaces/{CONFIG.kserve_namespace}/configmaps/{ISVC_CONFIGMAP}"
         )
-        value = isvc.cluster_default_mode(cm.data)
-    except ApiException as exc:
+        value = isvc.cluster_default_mode(cm.get("data"))
+    except ApiError as exc:
         if exc.status not in (403, 404):
             raise
         value = None
@@ -115,21 +95,31 @@ def cluster_default_mode() -> str | None:
 def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
     """Replace the DexModel's status, only if it is still at ``meta``'s resourceVersion;
     the new resourceVersion (a second write in the same reconcile is conditional on it)."""
-    obj: dict[str, Any] = _custom().patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        meta["namespace"],
-        PLURAL,
-        meta["name"],
-        {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
+    obj = client().request(
+        "PATCH",
+        custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]) + "/status",
+        body={"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
+        content_type=MERGE_PATCH,
     )
+    informer.DEXMODELS.observe(obj)
     return str(obj["metadata"]["resourceVersion"])
 
 
 def clear_annotation(namespace: str, name: str, key: str) -> None:
-    _custom().patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": {key: None}}}
+    client().request(
+        "PATCH",
+        custom_path(GROUP, VERSION, namespace, PLURAL, name),
+        body={"metadata": {"annotations": {key: None}}},
+        content_type=MERGE_PATCH,
     )
+
+
+def list_pods(namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    listed = client().request(
+        "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": label_selector}
+    )
+    items: list[dict[str, Any]] = listed.get("items") or []
+    return items
 
 
 def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -153,12 +143,14 @@ def _coordinates(obj: dict[str, Any]) -> tuple[str, str, str]:
 
 def converge(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
     """Create ``desired`` (an InferenceService or HTTPRoute), or patch ``current`` (at its
-    resourceVersion) into it."""
+    resourceVersion) into it. What the API server returns is what the informer holds next,
+    so a reconcile right after this one sees the write before its watch event arrives."""
     meta = desired["metadata"]
     group, version, plural = _coordinates(desired)
-    api = _custom()
+    store = informer.ROUTES if desired["kind"] == "HTTPRoute" else informer.ISVCS
+    path = custom_path(group, version, meta["namespace"], plural)
     if current is None:
-        api.create_namespaced_custom_object(group, version, meta["namespace"], plural, desired)
+        store.observe(client().request("POST", path, body=desired))
         return
     patch = {
         "metadata": {
@@ -169,8 +161,8 @@ def converge(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
         "spec": merge_diff(current.get("spec") or {}, desired["spec"]),
     }
     patch["metadata"] = {k: v for k, v in patch["metadata"].items() if v is not None}
-    api.patch_namespaced_custom_object(
-        group, version, meta["namespace"], plural, meta["name"], patch
+    store.observe(
+        client().request("PATCH", f"{path}/{meta['name']}", body=patch, content_type=MERGE_PATCH)
     )
 
 
@@ -179,14 +171,15 @@ def delete(obj: dict[str, Any]) -> None:
     meta = obj["metadata"]
     group, version, plural = _coordinates(obj)
     try:
-        _custom().delete_namespaced_custom_object(
-            group,
-            version,
-            meta["namespace"],
-            plural,
-            meta["name"],
-            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=meta["uid"])),
+        client().request(
+            "DELETE",
+            custom_path(group, version, meta["namespace"], plural, meta["name"]),
+            body={
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "preconditions": {"uid": meta["uid"]},
+            },
         )
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != 404:
             raise

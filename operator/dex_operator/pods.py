@@ -27,11 +27,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import kopf
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from dex_operator import GROUP, VERSION, kube
+from dex_operator import kube
 from dex_operator.crd.models import Condition
+from dex_operator.kubeapi import ApiError
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 CONDITION = "ImagesAvailable"
@@ -174,12 +173,7 @@ def _images(condition: Mapping[str, Any] | None) -> set[str]:
 
 
 def list_pods(namespace: str, isvc_names: list[str]) -> list[dict[str, Any]]:
-    api = kube.api_client()
-    listed = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"{ISVC_LABEL} in ({','.join(isvc_names)})"
-    )
-    items: list[dict[str, Any]] = api.sanitize_for_serialization(listed).get("items") or []
-    return items
+    return kube.list_pods(namespace, f"{ISVC_LABEL} in ({','.join(isvc_names)})")
 
 
 def owner_of(isvc_obj: Mapping[str, Any] | None) -> str | None:
@@ -232,7 +226,7 @@ def sync(namespace: str, isvc_name: str, now: datetime | None = None) -> bool:
         others = [c for c in conditions if c.get("type") != CONDITION]
         try:
             _patch_conditions(obj, [*others, report.condition])
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409 and attempt < ATTEMPTS - 1:
                 continue  # the controller wrote status meanwhile: read it again
             if exc.status in (404, 409):
@@ -257,15 +251,5 @@ def _ref(obj: dict[str, Any]) -> Any:
 
 
 def _patch_conditions(obj: Mapping[str, Any], conditions: list[dict[str, Any]]) -> None:
-    meta = obj["metadata"]
-    client.CustomObjectsApi(kube.api_client()).patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        meta["namespace"],
-        kube.PLURAL,
-        meta["name"],
-        {
-            "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {"conditions": conditions},
-        },
-    )
+    # A merge patch replaces the conditions list and leaves the rest of status as it is.
+    kube.patch_status(dict(obj["metadata"]), {"conditions": conditions})

@@ -22,8 +22,8 @@ from dex_operator.rollout import Target
 REGISTRY_ERROR = "RegistryError"
 FEATURE_SERVICE_MISMATCH = "FeatureServiceMismatch"
 # Every reason a SourceError carries: the registry may answer differently later (an alias
-# moves, a version gets registered or retagged), so a DexModel reporting one keeps its resync
-# timer running (``handlers.in_motion``).
+# moves, a version gets registered or retagged), so a DexModel reporting one keeps being
+# requeued (``handlers.in_motion``).
 RETRIED_REASONS = frozenset({REGISTRY_ERROR, FEATURE_SERVICE_MISMATCH})
 
 

@@ -205,7 +205,7 @@ def test_ignore_differences_cover_only_what_the_operator_writes(rendered: Render
             assert rule["jsonPointers"] == ["/status"]
         never_spec = " ".join(ignored["DexModel"]["jqPathExpressions"])
         assert ".spec" not in never_spec
-        assert "dex.dataenginex.io/operator" in never_spec  # kopf's finalizer (handlers.py)
+        assert "dex.dataenginex.io/operator" in never_spec  # the finalizer earlier versions added
 
 
 @pytest.mark.parametrize("env", ENVS)

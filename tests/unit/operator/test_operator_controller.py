@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
-from dex_operator import controller, kube
+from dex_operator import controller, informer, kube
+from dex_operator.kubeapi import ApiError
 
 NS, NAME = "prod", "churn"
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -73,7 +73,7 @@ def test_conflicts_that_outlast_the_retries_give_up_and_count(
 
     def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
         writes.append(status)
-        raise ApiException(status=409, reason="Conflict")
+        raise ApiError(status=409, reason="Conflict")
 
     monkeypatch.setattr(kube, "patch_status", patch_status)
     before = errors("409")
@@ -86,8 +86,8 @@ def test_conflicts_that_outlast_the_retries_give_up_and_count(
 @pytest.mark.parametrize(
     ("exc", "reason"),
     [
-        (ApiException(status=500, reason="Internal Server Error"), "500"),
-        (ApiException(status=403, reason="Forbidden"), "403"),
+        (ApiError(status=500, reason="Internal Server Error"), "500"),
+        (ApiError(status=403, reason="Forbidden"), "403"),
         (ValueError("bad"), "ValueError"),
     ],
 )
@@ -107,7 +107,7 @@ def test_object_gone_meanwhile_gives_up_and_counts(
     reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(controller, "_reconcile", failing(ApiException(status=404), calls))
+    monkeypatch.setattr(controller, "_reconcile", failing(ApiError(status=404), calls))
     before = errors("404")
     controller.reconcile(NS, NAME, now=NOW)
     assert calls == [1]
@@ -127,11 +127,11 @@ def test_reads_stale_every_time_gives_up_and_counts(
 
 def test_a_failing_read_counts_too(monkeypatch: pytest.MonkeyPatch) -> None:
     def get_dexmodel(namespace: str, name: str) -> dict[str, Any]:
-        raise ApiException(status=503, reason="Service Unavailable")
+        raise ApiError(status=503, reason="Service Unavailable")
 
     monkeypatch.setattr(kube, "get_dexmodel", get_dexmodel)
     before = errors("503")
-    with pytest.raises(ApiException):
+    with pytest.raises(ApiError):
         controller.reconcile(NS, NAME, now=NOW)
     assert errors("503") == before + 1
 
@@ -216,7 +216,7 @@ def test_a_refused_write_becomes_degraded_and_one_warning_quoting_the_refusal(
 
     def refused(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
         written.append(desired["kind"])
-        exc = ApiException(status=422, reason="Unprocessable Entity")
+        exc = ApiError(status=422, reason="Unprocessable Entity")
         exc.body = json.dumps({"kind": "Status", "reason": "Invalid", "message": message})
         raise exc
 
@@ -233,3 +233,62 @@ def test_a_refused_write_becomes_degraded_and_one_warning_quoting_the_refusal(
     assert degraded[0]["reason"] == "InferenceServiceRejected"
     assert message in degraded[0]["message"]
     assert warnings == [("InferenceServiceRejected", degraded[0]["message"])]
+
+
+def test_a_create_refused_as_existing_is_decided_again_from_live_reads(
+    reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The informer has not seen an InferenceService that exists: the create from informer
+    # state is refused as AlreadyExists. That alone does not make it someone else's: the
+    # reconcile reads live, and only a live view can call it NotOwned.
+    informer.DEXMODELS.confirm(NS, NAME)
+    live_lists: list[str] = []
+
+    def list_isvcs(namespace: str, name: str) -> dict[str, Any]:
+        live_lists.append(name)
+        return {}
+
+    monkeypatch.setattr(kube, "list_isvcs", list_isvcs)
+    monkeypatch.setattr(kube, "patch_status", lambda meta, status: meta["resourceVersion"])
+    monkeypatch.setattr(controller.kopf, "event", lambda *a, **k: None)
+    warnings: list[str] = []
+    monkeypatch.setattr(
+        controller.kopf, "warn", lambda obj, *, reason, message: warnings.append(reason)
+    )
+
+    def exists(desired: dict[str, Any], current: dict[str, Any] | None) -> None:
+        exc = ApiError(status=409, reason="Conflict")
+        exc.body = json.dumps({"kind": "Status", "reason": "AlreadyExists"})
+        raise exc
+
+    monkeypatch.setattr(kube, "converge", exists)
+    try:
+        controller.reconcile(NS, NAME, body=dexmodel(), now=NOW)  # type: ignore[arg-type]
+    finally:
+        informer.DEXMODELS.observe(dexmodel(), deleted=True)
+    assert reads == [NAME]  # attempt 0 took the body handed in; attempt 1 read live
+    assert live_lists == [NAME]
+    assert warnings == [controller.NOT_OWNED]
+
+
+@pytest.mark.parametrize(
+    ("status", "meta", "alias", "expected"),
+    [
+        ({"phase": "Promoted", "observedGeneration": 1}, {"generation": 1}, None, None),
+        ({"phase": "Progressing", "observedGeneration": 1}, {"generation": 1}, None, "resync"),
+        ({"phase": "Promoted", "observedGeneration": 1}, {"generation": 2}, None, "resync"),
+        ({"phase": "Promoted", "observedGeneration": 1}, {"generation": 1}, "champion", "poll"),
+    ],
+)
+def test_requeued_only_while_time_can_change_the_outcome(
+    status: dict[str, Any], meta: dict[str, Any], alias: str | None, expected: str | None
+) -> None:
+    from dex_operator import handlers
+    from dex_operator.config import CONFIG
+
+    model = {"name": "churn", **({"alias": alias} if alias else {})}
+    obj = {"metadata": {"name": NAME, **meta}, "spec": {"model": model}, "status": status}
+    delay = {None: None, "resync": CONFIG.resync_seconds, "poll": CONFIG.registry_poll_seconds}
+    assert handlers.requeue_after(obj) == delay[expected]
+    deleting = {**obj, "metadata": {**obj["metadata"], "deletionTimestamp": "2025-01-01T00:00:00Z"}}
+    assert handlers.requeue_after(deleting) is None

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from dex_operator import kube, pods
+from dex_operator.kubeapi import ApiError
 
 NS, ISVC = "prod", "churn"
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -172,7 +172,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def patch(obj: dict[str, Any], conditions: list[dict[str, Any]]) -> None:
         if world["conflicts"]:
             world["conflicts"] -= 1
-            raise ApiException(status=409)
+            raise ApiError(status=409)
         world["patches"].append((obj["metadata"]["resourceVersion"], conditions))
 
     monkeypatch.setattr(kube, "get_dexmodel", get_dexmodel)
