@@ -1,22 +1,30 @@
 """Serving latency and drift computation time.
 
 (a) the model's bare predict (in-process, one row, as the predictor calls it);
-(b) the predictor alone over HTTP (V1, one row of features);
+(b) the predictor alone over HTTP (V1 and V2, one row of features);
 (c) transformer + predictor with the Feast online lookup (V1 and V2, one entity), with
-    inference logging to the monitor on.
+    inference logging to the monitor on (``spec.features.component: transformer``);
+(d) the predictor reading Feast itself, one hop, logging to the same monitor
+    (``spec.features.component: predictor``);
+floor: the same enriched prediction with no framework around it: a stdlib HTTP server that
+    reads the entity's features from Feast and calls the model, one loopback hop.
 Sequential latency over one keep-alive connection, then throughput with concurrent clients.
-Then Evidently drift on a 10k-row window. Targets: (c) p99 < 15 ms and < 2x (b); drift < 3 s.
+Then Evidently drift on a 10k-row window. Targets: feature-enriched p99 <= 1.5x (b) of the same
+protocol; Feast read p99 <= 1 ms; drift < 3 s.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +82,39 @@ def _throughput(url: str, bodies: list[dict[str, Any]]) -> float:
     if errors:
         raise RuntimeError(f"throughput run saw errors: {errors[:5]}")
     return round(per_thread * CONCURRENCY / elapsed, 1)
+
+
+@contextmanager
+def _floor_server(predict: Callable[[int], dict[str, Any]]) -> Iterator[str]:
+    """HTTP/1.1 keep-alive on loopback, JSON in and out, nothing else: the hop's floor."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            out = json.dumps(predict(int(body["instances"][0]["customer_id"]))).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """No access log: a line per request would be the floor's own overhead."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/predict"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> float:
+    return round(float(numerator["p99_ms"]) / float(denominator["p99_ms"]), 2)
 
 
 def run() -> list[dict[str, object]]:
@@ -138,9 +179,48 @@ def run() -> list[dict[str, object]]:
             drift=DriftSettings(interval_s=3600),
             log_file=world.root / "serving.log",
         )
-        with LocalServing(config) as urls, httpx.Client(timeout=30) as client:
+
+        def enriched(key: int) -> dict[str, Any]:
+            online = store.get_online_features(
+                features=refs, entity_rows=[{"customer_id": key}]
+            ).to_dict()
+            row = np.asarray([[float(online[c][0]) for c in order]])
+            label = model.predict(row)[0]
+            probability = model.predict_proba(row)[0, -1]
+            return {
+                "predictions": [
+                    {"customer_id": key, "label": int(label), "probability": float(probability)}
+                ]
+            }
+
+        with (
+            LocalServing(config) as urls,
+            LocalServing(
+                config.model_copy(
+                    update={
+                        "state_dir": world.root / "one-hop",
+                        "feature_component": "predictor",
+                        "monitor": False,
+                        "monitor_url": urls.monitor,
+                        "log_file": world.root / "one-hop.log",
+                    }
+                )
+            ) as one_hop,
+            _floor_server(enriched) as floor_url,
+            httpx.Client(timeout=30) as client,
+        ):
             predictor_url = f"{urls.predictor}/v1/models/{urls.model_name}:predict"
+            predictor_v2_url = f"{urls.predictor}/v2/models/{urls.model_name}/infer"
             feature_bodies = [{"instances": [row]} for row in matrix.tolist()]
+            feature_v2_bodies = [
+                {
+                    "inputs": [
+                        {"name": c, "datatype": "FP64", "shape": [1], "data": [float(v)]}
+                        for c, v in zip(world.feature_columns, row, strict=True)
+                    ]
+                }
+                for row in matrix.tolist()
+            ]
             entity_bodies = [{"instances": [{"customer_id": k}]} for k in keys]
             v2_bodies = [
                 {
@@ -159,21 +239,36 @@ def run() -> list[dict[str, object]]:
 
                 return call
 
+            floor = {
+                "bench": "serving",
+                "case": "FLOOR: Feast read + predict behind a stdlib HTTP server, V1",
+                **_sequential(post(floor_url, entity_bodies)),
+            }
+            alone: dict[str, dict[str, Any]] = {}
             cases = [
-                ("(b) predictor alone, V1", predictor_url, feature_bodies),
-                ("(c) transformer + predictor + Feast, V1", urls.predict_url, entity_bodies),
-                ("(c) transformer + predictor + Feast, V2", urls.infer_url, v2_bodies),
+                ("v1", "(b) predictor alone", predictor_url, feature_bodies),
+                ("v2", "(b) predictor alone", predictor_v2_url, feature_v2_bodies),
+                ("v1", "(c) transformer + predictor + Feast", urls.predict_url, entity_bodies),
+                ("v2", "(c) transformer + predictor + Feast", urls.infer_url, v2_bodies),
+                ("v1", "(d) predictor + Feast, one hop", one_hop.predict_url, entity_bodies),
+                ("v2", "(d) predictor + Feast, one hop", one_hop.infer_url, v2_bodies),
             ]
-            for name, url, bodies in cases:
+            for protocol, name, url, bodies in cases:
                 latency = _sequential(post(url, bodies))
-                rows.append(
-                    {
-                        "bench": "serving",
-                        "case": name,
-                        **latency,
-                        f"throughput_rps_{CONCURRENCY}_clients": _throughput(url, bodies),
-                    }
-                )
+                row: dict[str, Any] = {
+                    "bench": "serving",
+                    "case": f"{name}, {protocol.upper()}",
+                    **latency,
+                    f"throughput_rps_{CONCURRENCY}_clients": _throughput(url, bodies),
+                }
+                if name.startswith("(b)"):
+                    alone[protocol] = row
+                else:
+                    # The bar: feature-enriched p99 <= 1.5x the predictor alone.
+                    row["p99_vs_predictor_alone"] = _ratio(row, alone[protocol])
+                    row["p99_vs_floor"] = _ratio(row, floor)
+                rows.append(row)
+            rows.append(floor)
 
         reference = drift.load_reference(world.root / "reference.parquet", world.feature_columns)
         rng = np.random.default_rng(0)

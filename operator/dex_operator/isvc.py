@@ -19,7 +19,10 @@ the transformer run the DEX serving image (``serving/Dockerfile``), whose entryp
 its own parser). The predictor loads the pinned registry version (``models:/name/<n>``) or the
 storage URI; the transformer reads its feature contract from the same registry. With a
 transformer, the monitor receives inference events from it (features included), so the
-predictor gets no KServe logger as well: each inference is logged once.
+predictor gets no KServe logger as well: each inference is logged once. With
+``spec.features.component: predictor`` there is no transformer: the predictor container runs
+the same feature-reading server without a predictor host (it loads the model itself), so a
+request makes one hop, and that container logs the events.
 """
 
 from __future__ import annotations
@@ -136,12 +139,13 @@ def transformer_args(
     spec: DexModelSpec,
     target: Target,
     served_name: str,
-    predictor_host: str,
+    predictor_host: str | None,
     endpoints: Endpoints,
 ) -> list[str]:
     """``target``'s own transformer: its feature contract is that version's. KServe appends
     ``--model_name``, ``--predictor_host`` and ``--http_port`` to a custom transformer's args
-    unless an arg starts with them, so ours use exactly those spellings: one value each."""
+    unless an arg starts with them, so ours use exactly those spellings: one value each.
+    Without a predictor host it predicts itself (``features.component: predictor``)."""
     serving = spec.serving
     args = [
         "transformer",
@@ -151,9 +155,9 @@ def transformer_args(
         f"--feature-repo={FEATURE_REPO}",
         f"--feast-registry-server={endpoints.feast_registry_server}",
         f"--feast-feature-server={endpoints.feast_feature_server}",
-        f"--predictor_host={predictor_host}",
-        f"--predictor-protocol={serving.protocol}",
     ]
+    if predictor_host:
+        args += [f"--predictor_host={predictor_host}", f"--predictor-protocol={serving.protocol}"]
     if serving.logger:
         args += [
             f"--monitor-url={serving.logger.url}",
@@ -174,6 +178,16 @@ def predictor_host(isvc: str, namespace: str, mode: Mode) -> str:
     ``{isvc}-predictor`` (port 80); Knative's route ``{isvc}-predictor`` (its default
     revision, the canary split happening at the predictor's route)."""
     return f"{isvc}-predictor.{namespace}"
+
+
+def _with_event_spool(
+    component: dict[str, Any], container: dict[str, Any], spec: DexModelSpec
+) -> None:
+    if spec.serving.logger:
+        container["volumeMounts"] = [{"name": "event-spool", "mountPath": EVENT_SPOOL_DIR}]
+        component["volumes"] = [
+            {"name": "event-spool", "emptyDir": {"sizeLimit": EVENT_SPOOL_LIMIT}}
+        ]
 
 
 def _container(image: str, args: list[str], spec: DexModelSpec) -> dict[str, Any]:
@@ -208,10 +222,18 @@ def _predictor(
             model["resources"] = resources
         predictor["model"] = model
     else:
-        container = _container(serving.image, predictor_args(spec, target, name, endpoints), spec)
+        reads = spec.feature_reader() == "predictor"
+        args = (
+            transformer_args(spec, target, name, None, endpoints)
+            if reads
+            else predictor_args(spec, target, name, endpoints)
+        )
+        container = _container(serving.image, args, spec)
         if resources:
             container["resources"] = resources
         predictor["containers"] = [container]
+        if reads:
+            _with_event_spool(predictor, container, spec)
     predictor["minReplicas"] = serving.min_replicas
     predictor["maxReplicas"] = serving.max_replicas
     if serving.scale_metric:
@@ -226,7 +248,7 @@ def _predictor(
 def _transformer(
     spec: DexModelSpec, target: Target, served_name: str, host: str, endpoints: Endpoints
 ) -> dict[str, Any] | None:
-    if spec.features is None:
+    if spec.features is None or spec.feature_reader() != "transformer":
         return None
     args = transformer_args(spec, target, served_name, host, endpoints)
     container = _container(spec.features.image, args, spec)
@@ -241,11 +263,7 @@ def _transformer(
         "failureThreshold": 3,
     }
     transformer: dict[str, Any] = {"containers": [container]}
-    if spec.serving.logger:
-        container["volumeMounts"] = [{"name": "event-spool", "mountPath": EVENT_SPOOL_DIR}]
-        transformer["volumes"] = [
-            {"name": "event-spool", "emptyDir": {"sizeLimit": EVENT_SPOOL_LIMIT}}
-        ]
+    _with_event_spool(transformer, container, spec)
     return transformer
 
 

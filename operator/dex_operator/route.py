@@ -49,7 +49,7 @@ class ParentRef:
 
 def entry_service(isvc_name: str, spec: DexModelSpec) -> str:
     """The Service requests enter an InferenceService through (KServe's Standard names)."""
-    component = "transformer" if spec.features is not None else "predictor"
+    component = "transformer" if spec.feature_reader() == "transformer" else "predictor"
     return f"{isvc_name}-{component}"
 
 

@@ -134,17 +134,18 @@ class DexPredictor(Model):  # type: ignore[misc]
             if probabilities is not None:
                 outputs.append(v2.output("probabilities", probabilities))
             if model.classes is not None:
-                classes = np.asarray([_plain(c) for c in model.classes])
+                classes = np.asarray([plain(c) for c in model.classes])
                 outputs.append(v2.output("classes", classes))
             return v2.response(self.name, payload.id, outputs, version)
         body: dict[str, Any] = {"predictions": labels.tolist(), "model_version": version}
         if probabilities is not None and model.classes is not None:
             body["probabilities"] = probabilities.tolist()
-            body["classes"] = [_plain(c) for c in model.classes]
+            body["classes"] = [plain(c) for c in model.classes]
         return body
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A numpy scalar as its Python value (JSON-ready)."""
     return value.item() if isinstance(value, np.generic) else value
 
 

@@ -64,8 +64,10 @@ class TransformerSettings(_ServerSettings):
     feast_feature_server: str | None = Field(
         default=None, description="URL of a Feast online feature server (feast serve)."
     )
-    predictor_host: str = Field(
-        description="host:port of the predictor.",
+    predictor_host: str | None = Field(
+        default=None,
+        description="host:port of the predictor. Unset: this process loads the model and "
+        "predicts itself (one hop: the server KServe runs as the predictor component).",
         json_schema_extra=_flags("--predictor-host", "--predictor_host"),
     )
     predictor_protocol: Literal["v1", "v2"] = Field(

@@ -1,5 +1,6 @@
 """Predictor, transformer and monitor as three local processes, for ``dexctl serve``, the demo
-and the tests.
+and the tests. With ``feature_component="predictor"`` (a DexModel's ``spec.features.component``)
+one process reads the features and predicts: no transformer hop.
 
     with LocalServing(LocalServingConfig(model="models:/churn-classifier@champion")) as urls:
         httpx.post(urls.predict_url, json={"instances": [{"customer_id": 1001}]})
@@ -41,6 +42,11 @@ class LocalServingConfig(BaseModel):
         "cluster the InferenceService's); None: the registered model's.",
     )
     predictor_protocol: Literal["v1", "v2"] = "v1"
+    feature_component: Literal["transformer", "predictor"] = Field(
+        default="transformer",
+        description="Which server reads the features: a transformer in front of the "
+        "predictor, or the predictor itself (one process, one hop).",
+    )
     monitor: bool = True
     monitor_url: str | None = Field(
         default=None,
@@ -55,7 +61,7 @@ class LocalServingConfig(BaseModel):
 class ServingURLs(BaseModel):
     model_name: str
     predictor: str
-    transformer: str
+    transformer: str = Field(description="Where entity keys go: the predictor in one hop.")
     monitor: str | None
 
     @property
@@ -104,10 +110,12 @@ class LocalServing:
         if cfg.monitor and cfg.monitor_url:
             raise ValueError("monitor_url names another monitor: set monitor=False with it")
         name = cfg.served_name or _served_name(cfg.model)
+        one_hop = cfg.feature_component == "predictor"
+        entry = "predictor" if one_hop else "transformer"
         urls = ServingURLs(
             model_name=name,
             predictor=f"http://127.0.0.1:{ports['predictor']}",
-            transformer=f"http://127.0.0.1:{ports['transformer']}",
+            transformer=f"http://127.0.0.1:{ports[entry]}",
             monitor=f"http://127.0.0.1:{ports['monitor']}" if cfg.monitor else None,
         )
         served = ["--served-name", name]
@@ -123,25 +131,30 @@ class LocalServing:
                 env=env,
                 sink=sink,
             )  # fmt: skip
-        predictor = [
-            *base, "predictor", *self._registry_args(), *served,
-            "--port", str(ports["predictor"]),
-        ]  # fmt: skip
-        self.children["predictor"] = Child("predictor", predictor, env=env, sink=sink)
+        if not one_hop:
+            predictor = [
+                *base, "predictor", *self._registry_args(), *served,
+                "--port", str(ports["predictor"]),
+            ]  # fmt: skip
+            self.children["predictor"] = Child("predictor", predictor, env=env, sink=sink)
+        # The feature-reading server; without --predictor-host it predicts itself.
         transformer = [
             *base, "transformer", *self._registry_args(), *served,
-            "--port", str(ports["transformer"]),
+            "--port", str(ports[entry]),
             "--feature-repo", str(cfg.feature_repo),
-            "--predictor-host", f"127.0.0.1:{ports['predictor']}",
-            "--predictor-protocol", cfg.predictor_protocol,
         ]  # fmt: skip
+        if not one_hop:
+            transformer += [
+                "--predictor-host", f"127.0.0.1:{ports['predictor']}",
+                "--predictor-protocol", cfg.predictor_protocol,
+            ]  # fmt: skip
         if monitor_url := urls.monitor or cfg.monitor_url:
             # A monitor restart must not lose events: they wait in the state folder.
             transformer += [
                 "--monitor-url", monitor_url,
                 "--event-spool", str(cfg.state_dir / "event-spool"),
             ]  # fmt: skip
-        self.children["transformer"] = Child("transformer", transformer, env=env, sink=sink)
+        self.children[entry] = Child(entry, transformer, env=env, sink=sink)
         self.urls = urls
         try:
             self._wait_ready(urls)
@@ -152,8 +165,9 @@ class LocalServing:
 
     def _wait_ready(self, urls: ServingURLs) -> None:
         checks = {
-            "predictor": f"{urls.predictor}/v2/models/{urls.model_name}/ready",
-            "transformer": f"{urls.transformer}/v2/models/{urls.model_name}/ready",
+            role: f"{url}/v2/models/{urls.model_name}/ready"
+            for role, url in (("predictor", urls.predictor), ("transformer", urls.transformer))
+            if role in self.children
         }
         if urls.monitor:
             checks["monitor"] = f"{urls.monitor}/readyz"

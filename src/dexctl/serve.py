@@ -25,6 +25,11 @@ def serve_cmd(
     alias: str = typer.Option("champion", help="Registry alias to serve."),
     version: str = typer.Option(None, help="Serve this version instead of the alias."),
     protocol: str = typer.Option("v1", help="Transformer -> predictor protocol: v1 or v2."),
+    feature_component: str = typer.Option(
+        "transformer",
+        help="Who reads the Feast features: transformer (in front of the predictor) or "
+        "predictor (one process, one hop), as a DexModel's spec.features.component.",
+    ),
     monitor: bool = typer.Option(True, help="Start the drift monitor and log inferences to it."),
     log_file: Path = typer.Option(None, help="Write the servers' logs here instead of stderr."),
     *,
@@ -35,6 +40,11 @@ def serve_cmd(
     from dex.registry import use_settings
     from dexctl.local_serving import LocalServing, LocalServingConfig
 
+    if feature_component not in ("transformer", "predictor"):
+        raise typer.BadParameter(
+            f"must be transformer or predictor, got {feature_component!r}",
+            param_hint="--feature-component",
+        )
     settings = get_settings()
     use_settings(settings)
     model = settings.registered_model
@@ -47,14 +57,14 @@ def serve_cmd(
         state_dir=settings.state / "serving",
         env=feast_env(settings),
         predictor_protocol="v2" if protocol == "v2" else "v1",
+        feature_component="predictor" if feature_component == "predictor" else "transformer",
         monitor=monitor,
         drift=DriftSettings.model_validate(drift),
         log_file=log_file,
     )
     signal.signal(signal.SIGTERM, _interrupt)
-    with console.status(
-        f"starting predictor, transformer{', monitor' if monitor else ''} for {ref}"
-    ):
+    servers = "predictor" if feature_component == "predictor" else "predictor, transformer"
+    with console.status(f"starting {servers}{', monitor' if monitor else ''} for {ref}"):
         serving = LocalServing(config)
         try:
             urls = serving.start()

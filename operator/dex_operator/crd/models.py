@@ -99,8 +99,8 @@ class ModelSource(CrdModel):
 
 
 class FeatureSpec(CrdModel):
-    """The Feast feature service the transformer reads online features from. It must be the
-    feature service the model version was trained on (recorded on the MLflow version)."""
+    """The Feast feature service online features are read from. It must be the feature
+    service the model version was trained on (recorded on the MLflow version)."""
 
     feature_service: str = Field(
         min_length=1, max_length=253, description="Feast FeatureService name, e.g. churn_v1."
@@ -114,6 +114,13 @@ class FeatureSpec(CrdModel):
         default="ghcr.io/dataenginex/dex-serving:0.1.0",
         min_length=1,
         description="Transformer container image (the DEX Feast transformer).",
+    )
+    component: Literal["transformer", "predictor"] = Field(
+        default="transformer",
+        description="The KServe component that reads the features: transformer (a "
+        "transformer in front of the predictor, each its own pod) or predictor (the DEX "
+        "predictor reads Feast itself: one hop fewer, no transformer; needs the DEX "
+        "predictor, not spec.serving.runtime).",
     )
 
 
@@ -361,14 +368,23 @@ class DexModelSpec(CrdModel):
                     "spec.features needs a registry model (spec.model.name with a version or "
                     "alias): the transformer reads the feature contract from the registry",
                     ".features",
-                )
+                ),
+                cel(
+                    "!has(self.features) || self.features.component != 'predictor' || "
+                    "!has(self.serving.runtime)",
+                    "spec.features.component predictor needs the DEX predictor: a "
+                    "spec.serving.runtime cannot read Feast",
+                    ".features.component",
+                ),
             ]
         }
     )
 
     model: ModelSource = Field(description="Model source (registry version/alias or URI).")
     features: FeatureSpec | None = Field(
-        default=None, description="Feast feature service; adds a transformer when set."
+        default=None,
+        description="Feast feature service; adds a transformer when set (or has the "
+        "predictor read it: features.component).",
     )
     serving: ServingSpec = Field(
         default_factory=ServingSpec,
@@ -380,6 +396,10 @@ class DexModelSpec(CrdModel):
         description="Rollout strategy, steps, interval, analysis gates and manual gates.",
         json_schema_extra={"default": {}},
     )
+
+    def feature_reader(self) -> Literal["transformer", "predictor"] | None:
+        """The KServe component that reads the Feast features (and logs inference events)."""
+        return self.features.component if self.features is not None else None
 
 
 # ------------------------------------------------------------------------- shared status

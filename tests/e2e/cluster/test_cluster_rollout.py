@@ -502,16 +502,21 @@ def featured_answers(cluster: DexCluster, name: str, count: int) -> list[tuple[i
     return out
 
 
+@pytest.mark.parametrize("component", ["transformer", "predictor"])
 def test_every_answer_of_a_feature_enriched_canary_carries_its_own_versions_features(
     dex_cluster: DexCluster,
     gauge: DriftGauge,
     featured: dict[str, tuple[str, dict[int, float]]],
+    component: str,
 ) -> None:
     """Version A reads the profile features only; version B the full churn_v1 service (two
     views and on-demand ratios). At the 50 % step each answer's probability is its own
     version's model on its own version's features: a request that met the other version's
-    transformer or features would give the other number (every customer's two differ)."""
-    cluster, kubectl, name = dex_cluster, dex_cluster.kubectl, "featured"
+    transformer or features would give the other number (every customer's two differ).
+    ``component``: who reads the features, a transformer in front of each predictor or each
+    predictor itself (one hop, no transformer pod)."""
+    cluster, kubectl = dex_cluster, dex_cluster.kubectl
+    name = "featured" if component == "transformer" else "one-hop"
     (va, (service_a, expect_a)), (vb, (service_b, expect_b)) = featured.items()
     same = [c for c in CUSTOMERS if abs(expect_a[c] - expect_b[c]) <= 1e-6]
     assert not same, (same, expect_a, expect_b)
@@ -522,11 +527,14 @@ def test_every_answer_of_a_feature_enriched_canary_carries_its_own_versions_feat
         "featureService": service_a,
         "entityKey": "customer_id",
         "image": cluster.serving_image,
+        "component": component,
     }
     try:
         kubectl.apply(obj)
         wait_status(cluster, name, {"phase": "Promoted", "stableVersion": va})
-        assert applied_weights(cluster, name) == [(f"{name}-v{va}-transformer", 100)]
+        assert applied_weights(cluster, name) == [(f"{name}-v{va}-{component}", 100)]
+        components = kubectl.json("isvc", f"{name}-v{va}", "-n", NAMESPACE)["spec"]
+        assert ("transformer" in components) == (component == "transformer")
         for customer, version, probability in featured_answers(cluster, name, 50):
             assert version == va
             assert probability == pytest.approx(expect_a[customer], abs=1e-9)
@@ -537,7 +545,7 @@ def test_every_answer_of_a_feature_enriched_canary_carries_its_own_versions_feat
             cluster, name, {"model": {"version": vb}, "features": {"featureService": service_b}}
         )
         wait_status(cluster, name, {"canaryVersion": vb, "currentStep": 0, "canaryWeight": 50})
-        split = [(f"{name}-v{va}-transformer", 50), (f"{name}-v{vb}-transformer", 50)]
+        split = [(f"{name}-v{va}-{component}", 50), (f"{name}-v{vb}-{component}", 50)]
         eventually(
             lambda: applied_weights(cluster, name) == split,
             timeout=60,
@@ -550,13 +558,13 @@ def test_every_answer_of_a_feature_enriched_canary_carries_its_own_versions_feat
         ]
         assert not wrong, wrong[:10]
         share = 100 * sum(v == vb for _, v, _ in answers) / REQUESTS_PER_STEP
-        cluster.timings["featured_canary_share_pct"] = share
+        cluster.timings[f"featured_canary_share_pct_{component}"] = share
         assert abs(share - 50) <= TOLERANCE, share
         pause(cluster, name, False)
 
         wait_status(cluster, name, {"phase": "Promoted", "stableVersion": vb})
         eventually(
-            lambda: applied_weights(cluster, name) == [(f"{name}-v{vb}-transformer", 100)],
+            lambda: applied_weights(cluster, name) == [(f"{name}-v{vb}-{component}", 100)],
             timeout=60,
             what="route on the promoted version alone",
         )
@@ -564,7 +572,7 @@ def test_every_answer_of_a_feature_enriched_canary_carries_its_own_versions_feat
             assert version == vb
             assert probability == pytest.approx(expect_b[customer], abs=1e-9)
     finally:
-        # Four serving pods fewer for the tests after this one on the 2-core node.
+        # Serving pods fewer for the tests after this one on the 2-core node.
         kubectl("delete", "dexmodel", name, "-n", NAMESPACE, "--timeout=120s", check=False)
 
 

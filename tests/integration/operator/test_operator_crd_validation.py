@@ -51,8 +51,28 @@ def features_with_uri() -> dict[str, Any]:
     return obj
 
 
+def predictor_reads_features_with_runtime() -> dict[str, Any]:
+    obj = variant("serving", {"runtime": "kserve-sklearnserver"})
+    obj["spec"]["features"] = {
+        "featureService": "churn_v1",
+        "entityKey": "customer_id",
+        "component": "predictor",
+    }
+    return obj
+
+
 INVALID = [
     ("features-with-uri", features_with_uri(), "spec.features needs a registry model"),
+    (
+        "features-in-a-runtime",
+        predictor_reads_features_with_runtime(),
+        "spec.features.component predictor needs the DEX predictor",
+    ),
+    (
+        "features-component",
+        variant("features", {"featureService": "f", "entityKey": "k", "component": "explainer"}),
+        'spec.features.component: Unsupported value: "explainer"',
+    ),
     ("no-source", variant("model.version", DELETE), "exactly one of spec.model.version"),
     ("two-sources", variant("model.alias", "champion"), "exactly one of spec.model.version"),
     ("uri-and-version", variant("model.storageUri", "s3://b/m"), "exactly one of"),

@@ -44,3 +44,28 @@ def stack(world: World, trigger_marker: Path) -> Iterator[ServingURLs]:
     )
     with LocalServing(config) as urls:
         yield urls
+
+
+@pytest.fixture(scope="session")
+def one_hop(world: World) -> Iterator[ServingURLs]:
+    """The predictor reading the features itself (spec.features.component: predictor)."""
+    config = LocalServingConfig(
+        model=world.model,
+        tracking_uri=world.tracking_uri,
+        feature_repo=world.feature_repo,
+        state_dir=world.root / "one-hop",
+        env=world.env,
+        feature_component="predictor",
+        monitor=False,
+        log_file=world.root / "one-hop.log",
+    )
+    with LocalServing(config) as urls:
+        yield urls
+
+
+@pytest.fixture(params=["transformer", "predictor"])
+def entry(request: pytest.FixtureRequest) -> ServingURLs:
+    """Where entity keys go, for each component that can read the features."""
+    fixture = "stack" if request.param == "transformer" else "one_hop"
+    urls: ServingURLs = request.getfixturevalue(fixture)
+    return urls

@@ -52,11 +52,11 @@ def _assert_matches(
 
 
 def test_v1_through_transformer_equals_offline_predict(
-    stack: ServingURLs, expected: dict[int, tuple[int, float]]
+    entry: ServingURLs, expected: dict[int, tuple[int, float]]
 ) -> None:
     keys = sorted(expected)
     response = httpx.post(
-        stack.predict_url, json={"instances": [{"customer_id": k} for k in keys]}, timeout=30
+        entry.predict_url, json={"instances": [{"customer_id": k} for k in keys]}, timeout=30
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -67,7 +67,7 @@ def test_v1_through_transformer_equals_offline_predict(
 
 
 def test_v2_through_transformer_equals_offline_predict(
-    stack: ServingURLs, expected: dict[int, tuple[int, float]]
+    entry: ServingURLs, expected: dict[int, tuple[int, float]]
 ) -> None:
     keys = sorted(expected)
     request = {
@@ -76,7 +76,7 @@ def test_v2_through_transformer_equals_offline_predict(
             {"name": "customer_id", "datatype": "INT64", "shape": [len(keys)], "data": keys}
         ],
     }
-    response = httpx.post(stack.infer_url, json=request, timeout=30)
+    response = httpx.post(entry.infer_url, json=request, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == "consistency"
@@ -201,9 +201,9 @@ BAD: list[tuple[str, str, bytes, str]] = [
     ("protocol", "case", "body", "message"), BAD, ids=[f"{p}-{c}" for p, c, _, _ in BAD]
 )
 def test_bad_input_is_a_4xx_naming_the_problem(
-    stack: ServingURLs, protocol: str, case: str, body: bytes, message: str
+    entry: ServingURLs, protocol: str, case: str, body: bytes, message: str
 ) -> None:
-    url = stack.predict_url if protocol == "v1" else stack.infer_url
+    url = entry.predict_url if protocol == "v1" else entry.infer_url
     response = httpx.post(url, content=body, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500, (case, response.status_code, response.text)
     payload: Any = response.json()
@@ -211,9 +211,9 @@ def test_bad_input_is_a_4xx_naming_the_problem(
     assert message in str(payload), (case, payload)
 
 
-def test_oversized_batch_is_rejected(stack: ServingURLs) -> None:
+def test_oversized_batch_is_rejected(entry: ServingURLs) -> None:
     keys = list(range(1000, 2001))
-    response = httpx.post(stack.predict_url, json={"instances": [{"customer_id": k} for k in keys]})
+    response = httpx.post(entry.predict_url, json={"instances": [{"customer_id": k} for k in keys]})
     assert response.status_code == 400
     assert "exceeds the maximum of 1000" in response.json()["error"]
 

@@ -198,6 +198,36 @@ def test_serving_features_and_logger_are_rendered() -> None:
     ]
 
 
+@pytest.mark.parametrize("mode", ["Knative", "Standard"])
+def test_a_predictor_that_reads_features_replaces_the_transformer(mode: isvc.Mode) -> None:
+    s = spec(
+        features={
+            "featureService": "churn_v1",
+            "entityKey": "customer_id",
+            "component": "predictor",
+        },
+        serving={"logger": {"url": "http://monitor:8080"}, "protocol": "v2"},
+    )
+    out = render_spec(s, Plan(V1, V2, 10), mode)
+    # One hop: no transformer; the predictor reads Feast and logs the events itself.
+    assert set(out) == {"predictor"}
+    pred = out["predictor"]
+    assert "logger" not in pred
+    args = container(pred)["args"]
+    assert args[0] == "transformer"
+    assert not [a for a in args if a.startswith(("--predictor_host", "--predictor-protocol"))]
+    # Knative: the canary revision's predictor carries the canary's own contract.
+    version = "2" if mode == "Knative" else "1"
+    assert flag(args, "model") == f"models:/churn-classifier/{version}"
+    assert flag(args, "feast-feature-server") == ENDPOINTS.feast_feature_server
+    assert flag(args, "monitor-url") == "http://monitor:8080"
+    assert container(pred)["volumeMounts"] == [
+        {"name": "event-spool", "mountPath": "/var/lib/dex/event-spool"}
+    ]
+    assert pred["volumes"] == [{"name": "event-spool", "emptyDir": {"sizeLimit": "320Mi"}}]
+    assert route.entry_service("churn-v1", s) == "churn-v1-predictor"
+
+
 def test_logger_without_transformer_goes_on_the_predictor() -> None:
     out = render_spec(spec(serving={"logger": {"url": "http://monitor:8080"}}), Plan(V1), "Knative")
     assert out["predictor"]["logger"] == {"mode": "all", "url": "http://monitor:8080"}

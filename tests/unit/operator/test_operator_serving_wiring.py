@@ -112,3 +112,24 @@ def test_transformer_args_survive_kserve_defaulting() -> None:
     assert settings.served_name == "churn"
     assert settings.predictor_host == "churn-v1-predictor.ns"
     assert settings.http_port == isvc.SERVING_PORT
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_a_predictor_reading_features_parses_as_the_one_hop_server(protocol: str) -> None:
+    s = spec(protocol)
+    assert s.features is not None
+    s.features.component = "predictor"
+    out = isvc.render_spec(s, Plan(V1), "Standard", "churn", "ns", ENDPOINTS)
+    assert "transformer" not in out
+    (container,) = out["predictor"]["containers"]
+    settings = settings_from(container["args"])
+    assert isinstance(settings, TransformerSettings)
+    # No predictor host: it loads the model and predicts in its own process.
+    assert settings.predictor_host is None
+    assert settings.served_name == "churn"
+    assert (settings.host, settings.http_port) == ("0.0.0.0", isvc.SERVING_PORT)
+    assert settings.feast_registry_server == ENDPOINTS.feast_registry_server
+    assert settings.feast_feature_server == ENDPOINTS.feast_feature_server
+    assert settings.monitor_url == "http://dex-monitor.dex:8082"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(settings.event_spool) in mounts

@@ -16,6 +16,7 @@ def test_serve_and_monitor_commands_are_registered() -> None:
         "--alias",
         "--version",
         "--protocol",
+        "--feature-component",
         "--threshold",
         "--drift-share",
         "--trigger",
@@ -63,3 +64,12 @@ def test_feast_servers_come_together_or_not_at_all(capsys: pytest.CaptureFixture
         ]
     )
     assert both.feast_feature_server == "http://dex-feast.dex-system:6566"  # type: ignore[union-attr]
+
+
+def test_serve_refuses_an_unknown_feature_component() -> None:
+    result = CliRunner().invoke(
+        app, ["serve", "--feature-component", "explainer"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "--feature-component" in result.output
+    assert "must be transformer or predictor" in result.output
