@@ -104,6 +104,12 @@ kserve: ## KServe v0.20's controller (manager + CRDs, ConfigMap, webhooks) from 
 	@echo '==> kserve: the KServe v0.20 manager from its Go module (built once, cached)'
 	bash tools/kserve/build.sh
 
+.PHONY: kfp
+kfp: ## KFP 2.17's backend (API server, agents, driver, launcher) from its source + MariaDB, for the tests
+	@echo '==> kfp: Debian packages (system-deps kfp), then the KFP 2.17.0 backend from its source (built once, cached)'
+	bash tools/system-deps.sh kfp
+	bash tools/kfp/build.sh
+
 .PHONY: images
 images: setup ## build dex-operator, dex-serving, dex-components (buildah, cached by content) as OCI archives
 	@echo '==> images: Debian packages (system-deps images), then the images (~/.cache/dex/images)'
@@ -129,7 +135,7 @@ test-clock:
 
 # test-clock first: `make bench` prints how long whole runs take, cold and warm.
 # The cluster tier needs the node binaries and DEX's images: both cached (seconds when current).
-test: test-clock setup system-deps envtest node coredns gateway kserve images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
+test: test-clock setup system-deps envtest node coredns gateway kserve kfp images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  bash tools/test-clock.sh stop $$status; exit $$status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,11 @@ def up(
     images: bool = typer.Option(
         True, help="With --node: import the image archives of `make images` (~/.cache/dex/images)."
     ),
+    kfp: bool = typer.Option(
+        False,
+        help="Also run the Kubeflow Pipelines 2.17 backend against it: API server, MariaDB and "
+        "an S3 store on 127.0.0.1 (make kfp); prints the API URL the KFP client and UI use.",
+    ),
     timeout: float = typer.Option(60.0, help="Seconds to wait for readiness."),
     build: bool = typer.Option(
         True, help="Build the binaries (make envtest; make node with --node) if missing."
@@ -107,13 +113,47 @@ def up(
         # start() already stopped what it had started (and restored the machine).
         console.print(f"[red]dev cluster not started[/]: {exc}")
         raise typer.Exit(1) from None
+    kfp_url = _start_kfp(state, folder, timeout, progress) if kfp else None
     _state_file().write_text(state.model_dump_json(indent=2))
     console.print(f"{state.version} ready at {state.server} in {state.startup_seconds} s")
     if state.node is not None:
         timings = ", ".join(f"{k} {v} s" for k, v in state.node.timings.items())
         console.print(f"node {state.node.name} ({state.node.ip}) Ready: {timings}")
         console.print(f"images: {', '.join(state.node.images)}")
+    if kfp_url:
+        console.print(
+            f"KFP API: {kfp_url} (kfp.Client(host=...); the KFP UI's ML_PIPELINE_SERVICE)"
+        )
     console.print(f"export KUBECONFIG={state.kubeconfig}")
+
+
+def _start_kfp(
+    state: ClusterState, folder: Path, timeout: float, progress: Callable[[str], None]
+) -> str:
+    """The KFP backend next to the control plane, recorded with it so ``down`` stops it."""
+    from dex_testing.kfp_backend import KFPBackend, MissingKFPError
+
+    progress("starting the KFP backend (MariaDB, S3 store, API server)")
+    backend = KFPBackend(
+        state.kubeconfig, folder / "cluster" / "kfp", timeout=max(timeout, 120), detached=True
+    )
+    try:
+        backend.start()
+    except (MissingKFPError, RuntimeError) as exc:
+        backend.stop()
+        _clean(state)
+        console.print(f"[red]dev cluster not started[/]: KFP backend: {exc}")
+        raise typer.Exit(1) from None
+    state.processes.extend(backend.records())
+    state.ports.update(
+        {
+            "kfp-http": backend.http_port,
+            "kfp-grpc": backend.grpc_port,
+            "kfp-mariadb": backend.db_port,
+            "kfp-s3": backend.s3_port,
+        }
+    )
+    return backend.url
 
 
 def _clean(state: ClusterState) -> None:

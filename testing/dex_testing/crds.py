@@ -7,11 +7,24 @@ conditions yet (right after the apply), so this polls ``kubectl get`` instead.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 from dexctl.polling import eventually
+
+
+def kubectl_binary() -> str:
+    """kubectl on PATH, else the one envtest builds next to the control plane."""
+    if on_path := shutil.which("kubectl"):
+        return on_path
+    from dex_testing.devcluster import find_assets
+
+    found = find_assets().kubectl
+    if found is None:
+        raise FileNotFoundError("kubectl is needed: none on PATH or in envtest (make envtest)")
+    return str(found)
 
 
 def established(kubeconfig: Path | str, crds: Iterable[str], kubectl: str = "kubectl") -> bool:

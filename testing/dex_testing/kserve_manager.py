@@ -44,7 +44,7 @@ import yaml
 from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
-from dex_testing.crds import wait_established
+from dex_testing.crds import kubectl_binary, wait_established
 from dex_testing.devcluster.pki import generate_pki
 from dexctl.processes import Child, free_ports
 
@@ -101,17 +101,6 @@ def find_kserve() -> KServeAssets:
             "point DEX_KSERVE_DIR at a folder holding it."
         )
     return assets
-
-
-def _kubectl_binary() -> str:
-    if on_path := shutil.which("kubectl"):
-        return on_path
-    from dex_testing.devcluster import find_assets
-
-    found = find_assets().kubectl
-    if found is None:
-        raise MissingKServeError("kubectl is needed to install KServe; none on PATH or in envtest")
-    return str(found)
 
 
 def standard_configmap(upstream: Path) -> dict[str, Any]:
@@ -176,7 +165,7 @@ class KServeManager:
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [self._kubectl or _kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
+            [self._kubectl or kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -216,7 +205,7 @@ class KServeManager:
 
     def start(self) -> None:
         assets = find_kserve()
-        self._kubectl = _kubectl_binary()
+        self._kubectl = kubectl_binary()
         self.work.mkdir(parents=True, exist_ok=True)
         self._install(assets)
 
@@ -278,7 +267,7 @@ class KServeManager:
             self.kubeconfig,
             applied.stdout.split(),
             timeout=self.timeout,
-            kubectl=self._kubectl or _kubectl_binary(),
+            kubectl=self._kubectl or kubectl_binary(),
         )
         self._apply([standard_configmap(assets.configmap)])
 

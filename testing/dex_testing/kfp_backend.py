@@ -1,0 +1,303 @@
+"""The real Kubeflow Pipelines backend (KFP 2.17.0's API server, ``make kfp``) run from this
+machine against a cluster, with the two stores it always needs: MariaDB (Debian's
+``mariadb-server``; runs, experiments, recurring runs and tasks live there) and an
+S3-compatible object store (moto's server from PyPI; pipeline packages live there).
+
+``tools/kfp/build.sh`` builds the binaries from KFP's source (see that script for where the
+source comes from) and copies the API server's ``config.json`` and the Argo and KFP CRDs next
+to them; nothing of KFP is committed. ``KFPBackend`` installs the CRDs, the ``kubeflow``
+namespace and the ``pipeline-runner`` service account, then starts the three processes; on
+exit it stops them and removes their data folder. The CRDs and namespace stay: they are the
+cluster's installation.
+
+Probed quirks (``../shared/KFP-BACKEND.md``): the gRPC port flag must be ``:PORT`` (the HTTP
+gateway dials ``localhost`` + the flag), so gRPC listens on every interface of this machine;
+the API server ignores SIGTERM, so it is killed after a short grace; it exits at start without
+a visualization server's address, which it never calls for what DEX does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from dex_testing import SOURCE_ROOT
+from dex_testing.crds import kubectl_binary, wait_established
+from dexctl.processes import Child, ProcessRecord, free_ports
+
+log = logging.getLogger(__name__)
+
+BUILD_SCRIPT = SOURCE_ROOT / "tools" / "kfp" / "build.sh"
+NAMESPACE = "kubeflow"
+SERVICE_ACCOUNT = "pipeline-runner"
+BUCKET = "mlpipeline"
+# Names only: the API server writes them into the Workflows it creates; nothing is pulled
+# unless a node runs the run's pods.
+DRIVER_IMAGE = "dex.local/kfp-driver:2.17.0"
+LAUNCHER_IMAGE = "dex.local/kfp-launcher:2.17.0"
+
+
+class MissingKFPError(RuntimeError):
+    """The KFP backend (or a store it needs) is not installed on this machine."""
+
+
+class KFPAssets(BaseModel):
+    folder: Path
+    apiserver: Path
+    config: Path  # the folder holding config.json
+    crds: Path
+    mariadbd: Path
+    mariadb_install_db: Path
+
+
+def kfp_folder() -> Path:
+    """The folder build.sh uses, computed by build.sh itself so there is one definition."""
+    if explicit := os.environ.get("DEX_KFP_DIR"):
+        return Path(explicit)
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--print-dir"], check=True, capture_output=True, text=True
+    )
+    return Path(out.stdout.strip())
+
+
+def _which(name: str) -> Path | None:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    return Path(found) if found else None
+
+
+def find_kfp() -> KFPAssets:
+    folder = kfp_folder()
+    missing: list[str] = []
+    apiserver = folder / "bin" / "apiserver"
+    config = folder / "config"
+    crds = folder / "crds"
+    if not os.access(apiserver, os.X_OK) or not (config / "config.json").is_file():
+        missing.append(f"the KFP API server in {folder} (run `make kfp`; ~11 min once)")
+    mariadbd = _which("mariadbd") or Path("/usr/sbin/mariadbd")
+    install_db = _which("mariadb-install-db") or Path("/usr/bin/mariadb-install-db")
+    if not (os.access(mariadbd, os.X_OK) and os.access(install_db, os.X_OK)):
+        missing.append("MariaDB (Debian mariadb-server; `make kfp` installs it)")
+    if importlib.util.find_spec("moto") is None:
+        missing.append("moto (dataenginex-testing's dependency: `make setup`)")
+    if missing:
+        raise MissingKFPError("the KFP backend cannot start: missing " + "; ".join(missing))
+    return KFPAssets(
+        folder=folder,
+        apiserver=apiserver,
+        config=config,
+        crds=crds,
+        mariadbd=mariadbd,
+        mariadb_install_db=install_db,
+    )
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class KFPBackend:
+    """Installs KFP's CRDs into the cluster ``kubeconfig`` names and runs MariaDB, moto and the
+    KFP API server on 127.0.0.1; a context manager. ``work`` holds their data and logs."""
+
+    def __init__(
+        self, kubeconfig: Path, work: Path, *, timeout: float = 120.0, detached: bool = False
+    ) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        self.work = Path(work)
+        self.timeout = timeout
+        # Detached: the processes outlive this Python process (``dexctl dev cluster up
+        # --kfp``); ``records`` is what a later ``down`` stops.
+        self.detached = detached
+        self.children: dict[str, Child] = {}
+        self.http_port = 0
+        self.grpc_port = 0
+        self.db_port = 0
+        self.s3_port = 0
+
+    @property
+    def url(self) -> str:
+        """The API server's HTTP API (``/apis/v2beta1/...``), what the kfp client and the UI
+        talk to."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def __enter__(self) -> KFPBackend:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- install ---------------------------------------------------------------------------
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def _install(self, assets: KFPAssets) -> None:
+        applied = self.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", str(assets.crds), "-o", "name"
+        )
+        wait_established(
+            self.kubeconfig, applied.split(), timeout=self.timeout, kubectl=kubectl_binary()
+        )
+        objects: list[dict[str, Any]] = [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE},
+            },
+        ]
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+        )
+
+    # --- processes ---------------------------------------------------------------------------
+    def start(self) -> None:
+        assets = find_kfp()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self._install(assets)
+        self.http_port, self.grpc_port, self.db_port, self.s3_port, visualization = free_ports(5)
+        self._start_mariadb(assets)
+        self._start_moto(assets)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "POD_NAMESPACE": NAMESPACE,
+            "DBCONFIG_MYSQLCONFIG_HOST": "127.0.0.1",
+            "DBCONFIG_MYSQLCONFIG_PORT": str(self.db_port),
+            "DBCONFIG_MYSQLCONFIG_USER": "root",
+            "DBCONFIG_MYSQLCONFIG_PASSWORD": "",
+            "OBJECTSTORECONFIG_HOST": "127.0.0.1",
+            "OBJECTSTORECONFIG_PORT": str(self.s3_port),
+            "OBJECTSTORECONFIG_SECURE": "false",
+            "OBJECTSTORECONFIG_ACCESSKEY": "minio",
+            "OBJECTSTORECONFIG_SECRETACCESSKEY": "minio123",
+            "OBJECTSTORECONFIG_BUCKETNAME": BUCKET,
+            "V2_DRIVER_IMAGE": DRIVER_IMAGE,
+            "V2_LAUNCHER_IMAGE": LAUNCHER_IMAGE,
+            "ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_HOST": "127.0.0.1",
+            "ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_PORT": str(visualization),
+        }
+        apiserver = Child(
+            "kfp-apiserver",
+            [
+                str(assets.apiserver),
+                f"--config={assets.config}",
+                f"--rpcPortFlag=:{self.grpc_port}",
+                f"--httpPortFlag=127.0.0.1:{self.http_port}",
+                "--logtostderr=true",
+            ],
+            log=self.work / "kfp-apiserver.log",
+            env=env,
+            detached=self.detached,
+        )
+        self.children["apiserver"] = apiserver
+        healthz = f"{self.url}/apis/v2beta1/healthz"
+        apiserver.wait_ready(
+            lambda: httpx.get(healthz, timeout=2).status_code == 200,
+            timeout=self.timeout,
+            what=f"healthy ({healthz})",
+        )
+        log.info("KFP API server pid=%d at %s", apiserver.pid, self.url)
+
+    def _start_mariadb(self, assets: KFPAssets) -> None:
+        data = self.work / "mariadb"
+        done = subprocess.run(
+            [
+                str(assets.mariadb_install_db),
+                "--no-defaults",
+                f"--datadir={data}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=self.timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {done.stdout[-2000:]}{done.stderr}")
+        mariadb = Child(
+            "mariadb",
+            [
+                str(assets.mariadbd),
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--port={self.db_port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.work / 'mariadb.sock'}",
+                f"--pid-file={self.work / 'mariadb.pid'}",
+                "--user=root",
+            ],
+            log=self.work / "mariadb.log",
+            detached=self.detached,
+        )
+        self.children["mariadb"] = mariadb
+        mariadb.wait_ready(
+            lambda: _accepts(self.db_port), timeout=self.timeout, what="accepting connections"
+        )
+
+    def _start_moto(self, assets: KFPAssets) -> None:
+        moto = Child(
+            "moto",
+            # As `python -m`: a recorded process is matched by its binary, and a script's
+            # process runs its interpreter.
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
+            log=self.work / "moto.log",
+            detached=self.detached,
+        )
+        self.children["moto"] = moto
+        moto.wait_ready(
+            lambda: httpx.get(f"http://127.0.0.1:{self.s3_port}/", timeout=2).status_code == 200,
+            timeout=self.timeout,
+            what="answering S3",
+        )
+
+    def records(self) -> list[ProcessRecord]:
+        """The processes, in start order (a recorded stop goes in reverse)."""
+        return [self.children[n].record for n in ("mariadb", "moto", "apiserver")]
+
+    def stop(self) -> None:
+        # The API server ignores SIGTERM: a short grace, then SIGKILL. Then its stores.
+        for name, grace in (("apiserver", 2.0), ("moto", 10.0), ("mariadb", 30.0)):
+            child = self.children.pop(name, None)
+            if child is not None:
+                child.stop(grace=grace)
+        shutil.rmtree(self.work / "mariadb", ignore_errors=True)
