@@ -26,6 +26,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "system-deps: installing ${missing[*]} (apt-get)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Another install on this machine (a second `make`) holds dpkg's lock for a while: wait for it.
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "system-deps: installed ${missing[*]}"
