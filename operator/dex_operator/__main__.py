@@ -35,7 +35,7 @@ def configure_logging(level: str) -> None:
 
 
 def main() -> None:
-    from dex_operator import handlers  # noqa: F401  (importing registers the handlers)
+    from dex_operator import handlers, pipeline_handlers  # noqa: F401  (importing registers the handlers)
     from dex_operator.config import CONFIG
 
     cfg = CONFIG

@@ -42,6 +42,17 @@ class OperatorConfig(BaseSettings):
         default="http://dex-feast.dex-system:6566",
         description="Feast online feature server (feast serve) the transformers read from.",
     )
+    kfp_url: str = Field(
+        default="http://ml-pipeline.kubeflow.svc:8888",
+        description="Kubeflow Pipelines API (a DexPipeline's spec.kfp.endpoint overrides it).",
+    )
+    kfp_ui_url: str = Field(
+        default="http://ml-pipeline-ui.kubeflow.svc",
+        description="KFP UI base URL for the run links in a DexPipeline's status.",
+    )
+    pipeline_sync_seconds: float = Field(
+        default=30.0, gt=0, description="How often a DexPipeline's runs are read from KFP."
+    )
     resync_seconds: float = Field(
         default=5.0, gt=0, description="Level-based re-reconcile period per DexModel."
     )

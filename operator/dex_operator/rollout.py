@@ -43,6 +43,7 @@ from dex_operator.crd.models import (
     Condition,
     DexModelSpec,
     DexModelStatus,
+    DexPipelineStatus,
 )
 
 ManualAction = Literal["promote", "abort"]
@@ -458,7 +459,12 @@ def _set_ready(st: DexModelStatus, ready: bool, now: datetime) -> None:
 
 
 def set_condition(
-    st: DexModelStatus, kind: str, value: bool, reason: str, message: str, now: datetime
+    st: DexModelStatus | DexPipelineStatus,
+    kind: str,
+    value: bool,
+    reason: str,
+    message: str,
+    now: datetime,
 ) -> None:
     """Upsert a condition; lastTransitionTime moves only when the status flips."""
     status: Literal["True", "False"] = "True" if value else "False"

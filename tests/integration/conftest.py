@@ -74,3 +74,22 @@ def kube_api(kube_cluster: KubeCluster) -> Iterator[Any]:
         yield api_client
     finally:
         api_client.close()
+
+
+@pytest.fixture(scope="module")
+def kfp_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The real KFP 2.17 API server with MariaDB and its S3 store on this session's cluster
+    (``dex_testing.kfp_backend``; binaries from ``make kfp``). No Argo controller runs: a run
+    becomes an Argo ``Workflow`` object, which is what the tests read."""
+    from dex_testing.kfp_backend import KFPBackend, MissingKFPError, find_kfp
+
+    try:
+        find_kfp()
+    except MissingKFPError as exc:
+        # Never a skip: these tests exist to run against the real API server.
+        pytest.fail(str(exc))
+    cluster: KubeCluster = request.getfixturevalue("kube_cluster")
+    with KFPBackend(cluster.kubeconfig, tmp_path_factory.mktemp("kfp")) as backend:
+        yield backend

@@ -595,6 +595,14 @@ class DexPipelineStatus(CrdModel):
     """Observed state of a DexPipeline."""
 
     observed_generation: int | None = Field(default=None, description="Last reconciled generation.")
+    pipeline_version: str | None = Field(
+        default=None,
+        description="The KFP pipeline version runs use: the pipeline's name and its package's "
+        "content hash (uploaded once per content).",
+    )
+    recurring_run_id: str | None = Field(
+        default=None, description="The KFP recurring run spec.schedule made."
+    )
     last_run: PipelineRun | None = Field(default=None, description="Most recent run.")
     recent_runs: list[PipelineRun] = Field(
         default_factory=list, max_length=10, description="Up to 10 recent runs, newest first."
