@@ -131,12 +131,16 @@ class DexDriftProvider:
         self._client = client or httpx.Client(timeout=timeout)
 
     def measure(self, gate: AnalysisGate, ctx: AnalysisContext) -> float | None:
+        return self.share(ctx.model, ctx.version)
+
+    def share(self, model: str, version: str) -> float | None:
+        """The monitor's drift share of ``model`` at ``version``; None when it has none."""
         try:
             resp = self._client.get(f"{self.base_url}/metrics")
             resp.raise_for_status()
         except httpx.HTTPError as exc:
             raise AnalysisError(f"DEX monitor unreachable at {self.base_url}: {exc}") from exc
-        wanted = dict(zip(MODEL_LABELS, (ctx.model, ctx.version), strict=True))
+        wanted = dict(zip(MODEL_LABELS, (model, version), strict=True))
         for family in text_string_to_metric_families(resp.text):
             if family.name != self.metric:
                 continue

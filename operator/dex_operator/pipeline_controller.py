@@ -20,12 +20,14 @@ retry with backoff (kopf's handler retries and the periodic sync); nothing is cr
 when it returns, since every create is looked up by its key first. A request KFP refuses
 (4xx) is ``Degraded=True`` (``KfpRejected``) quoting KFP, and waits for a spec change.
 
-Drift triggers (``spec.triggers``) are not acted on yet: a DexPipeline that has them says so
-in a ``TriggersActive=False`` condition rather than ignoring them silently.
+5. Drift triggers (``triggers``): one run per crossing of a DexModel's drift share over the
+   threshold, with a cooldown, none while a run is active; ``status.triggers`` and Events say
+   what each crossing did. ``TriggersActive=False`` when a share cannot be read.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -36,7 +38,8 @@ from typing import Any
 
 import kopf
 
-from dex_operator import pipelines
+from dex_operator import informer, kube, pipelines, triggers
+from dex_operator.analysis import DexDriftProvider
 from dex_operator.config import CONFIG
 from dex_operator.crd.models import DexPipelineSpec, DexPipelineStatus, PipelineRun
 from dex_operator.kfp import (
@@ -62,7 +65,7 @@ class Outcome:
     """What a reconcile leaves: the status to write, an Event to post, a retry delay."""
 
     status: DexPipelineStatus
-    event: tuple[str, str, str] | None  # (type, reason, message)
+    events: list[tuple[str, str, str]]  # (type, reason, message)
     retry_after: float | None
 
 
@@ -164,28 +167,58 @@ def reconcile(body: Mapping[str, Any], retry: int = 0) -> Outcome:
             pipelines.kfp_cron(spec.schedule)
     except pipelines.PipelineSpecError as exc:
         set_condition(status, "Ready", False, "InvalidSpec", str(exc), now)
-        event = ("Warning", "InvalidSpec", str(exc)) if _flipped(before, status, "Ready") else None
-        return Outcome(status, event, None)
+        flipped = _flipped(before, status, "Ready")
+        return Outcome(status, [("Warning", "InvalidSpec", str(exc))] if flipped else [], None)
 
     endpoint = spec.kfp.endpoint or CONFIG.kfp_url
+    fired: list[tuple[str, str, str]] = []
     try:
         with KfpClient(endpoint, timeout=CONFIG.http_timeout) as kfp:
             version = kfp.ensure_version(pipeline, package)
             experiment = kfp.ensure_experiment(spec.kfp.experiment)
             recurring = _ensure_schedule(kfp, spec, key, experiment, version, parameters)
-            mine = [
-                r
-                for r in kfp.runs(experiment)
-                if (recurring is not None and r.recurring_run_id == recurring.recurring_run_id)
-                or r.display_name.startswith(key + ".")
-            ][:RECENT_RUNS]
+
+            def own_runs() -> list[Run]:
+                return [
+                    r
+                    for r in kfp.runs(experiment)
+                    if (recurring is not None and r.recurring_run_id == recurring.recurring_run_id)
+                    or r.display_name.startswith(key + ".")
+                ][:RECENT_RUNS]
+
+            def start_run(name: str, description: str) -> Run:
+                run, _ = kfp.ensure_run(
+                    experiment_id=experiment,
+                    version=version,
+                    display_name=name,
+                    parameters=parameters,
+                    description=description,
+                )
+                return run
+
+            mine = own_runs()
+            if spec.triggers:
+                status.triggers, fired = triggers.evaluate(
+                    spec,
+                    before.triggers,
+                    key=key,
+                    runs=mine,
+                    read_share=_share_reader(namespace),
+                    start_run=start_run,
+                    now=now,
+                )
+                if fired:
+                    mine = own_runs()
+            else:
+                status.triggers = []
     except KfpError as exc:
         unreachable = isinstance(exc, KfpUnreachableError) or (exc.status or 0) >= 500
         reason = "KfpUnreachable" if unreachable else "KfpRejected"
         set_condition(status, "Degraded", True, reason, str(exc), now)
         set_condition(status, "Ready", False, reason, str(exc), now)
-        event = ("Warning", reason, str(exc)) if _flipped(before, status, "Degraded") else None
-        return Outcome(status, event, backoff(retry) if unreachable else None)
+        flipped = _flipped(before, status, "Degraded")
+        events = [("Warning", reason, str(exc))] if flipped else []
+        return Outcome(status, events, backoff(retry) if unreachable else None)
 
     status.pipeline_version = version.name
     status.recurring_run_id = recurring.recurring_run_id if recurring else None
@@ -202,21 +235,37 @@ def reconcile(body: Mapping[str, Any], retry: int = 0) -> Outcome:
         message = f"{version.name} uploaded to experiment {spec.kfp.experiment}; no schedule"
         set_condition(status, "Ready", True, "Uploaded", message, now)
     if spec.triggers:
-        set_condition(
-            status,
-            "TriggersActive",
-            False,
-            "NotImplemented",
-            "drift triggers are not acted on by this operator version",
-            now,
-        )
+        unread = [t for t in status.triggers if t.drift_share is None]
+        if unread:
+            why = "; ".join(t.message for t in unread)
+            set_condition(status, "TriggersActive", False, "DriftUnavailable", why, now)
+        else:
+            watched = ", ".join(t.dex_model for t in status.triggers)
+            set_condition(status, "TriggersActive", True, "Watching", f"drift of {watched}", now)
     else:
         status.conditions = [c for c in status.conditions if c.type != "TriggersActive"]
-    event = None
+    events = list(fired)
     if _flipped(before, status, "Ready") or _flipped(before, status, "Degraded"):
         ready = next(c for c in status.conditions if c.type == "Ready")
-        event = ("Normal", ready.reason, ready.message)
-    return Outcome(status, event, None)
+        events.append(("Normal", ready.reason, ready.message))
+    if _flipped(before, status, "TriggersActive"):
+        cond = next((c for c in status.conditions if c.type == "TriggersActive"), None)
+        if cond is not None and cond.status == "False":
+            events.append(("Warning", cond.reason, cond.message))
+    return Outcome(status, events, None)
+
+
+def _share_reader(namespace: str) -> triggers.ReadShare:
+    def dexmodel(name: str) -> dict[str, Any] | None:
+        return informer.DEXMODELS.get(namespace, name) or kube.get_dexmodel(namespace, name)
+
+    return triggers.share_reader(dexmodel, _drift().share)
+
+
+@functools.cache
+def _drift() -> DexDriftProvider:
+    # One pooled client for the operator's life, as the drift gate's.
+    return DexDriftProvider(CONFIG.monitor_url, timeout=CONFIG.http_timeout)
 
 
 def cleanup(body: Mapping[str, Any]) -> None:
@@ -239,7 +288,6 @@ def status_patch(status: DexPipelineStatus) -> dict[str, Any]:
     return out
 
 
-def post(body: kopf.Body, event: tuple[str, str, str] | None) -> None:
-    if event is not None:
-        kind, reason, message = event
+def post(body: kopf.Body, events: list[tuple[str, str, str]]) -> None:
+    for kind, reason, message in events:
         kopf.event(body, type=kind, reason=reason, message=message)

@@ -35,7 +35,7 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, retry: int) -> float | None:
     with _lock(body):
         outcome = pipeline_controller.reconcile(body, retry)
     patch.status.update(pipeline_controller.status_patch(outcome.status))
-    pipeline_controller.post(body, outcome.event)
+    pipeline_controller.post(body, outcome.events)
     return outcome.retry_after
 
 

@@ -547,6 +547,11 @@ class DriftTrigger(CrdModel):
     type: Literal["drift"] = Field(default="drift", description="Trigger kind.")
     dex_model: str = Field(pattern=DNS_LABEL_PATTERN, max_length=253, description="DexModel name.")
     threshold: float = Field(ge=0.0, le=1.0, description="Drift share above which to run.")
+    cooldown: str = Field(
+        default="1h",
+        pattern=DURATION_PATTERN,
+        description="Least time between two runs this trigger starts (e.g. 30m, 1h).",
+    )
 
 
 class KfpSpec(CrdModel):
@@ -591,6 +596,18 @@ class PipelineRun(CrdModel):
     link: str | None = Field(default=None, description="Run page in the KFP UI.")
 
 
+class TriggerStatus(CrdModel):
+    """One drift trigger's state: a run starts once per crossing of the threshold."""
+
+    dex_model: str = Field(description="The DexModel whose drift share is read.")
+    drift_share: float | None = Field(default=None, description="Last share read; unset: none.")
+    above: bool = Field(default=False, description="Whether the share is above the threshold.")
+    crossings: int = Field(default=0, ge=0, description="Runs this trigger has started.")
+    last_triggered_at: datetime | None = Field(default=None, description="When it last ran.")
+    last_run_id: str | None = Field(default=None, description="The run it last started.")
+    message: str = Field(default="", description="Why the last crossing did or did not run.")
+
+
 class DexPipelineStatus(CrdModel):
     """Observed state of a DexPipeline."""
 
@@ -602,6 +619,9 @@ class DexPipelineStatus(CrdModel):
     )
     recurring_run_id: str | None = Field(
         default=None, description="The KFP recurring run spec.schedule made."
+    )
+    triggers: list[TriggerStatus] = Field(
+        default_factory=list, max_length=10, description="Drift triggers' state, in spec order."
     )
     last_run: PipelineRun | None = Field(default=None, description="Most recent run.")
     recent_runs: list[PipelineRun] = Field(

@@ -13,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from opkit import apply, condition, events_for, get_json, kubectl
+from opkit import DriftEndpoint, apply, condition, dexmodel, events_for, get_json, kubectl
 
 from dex_operator.kfp import KfpClient
 from dex_testing.devcluster import eventually
 from dex_testing.kfp_backend import KFPBackend
+from dex_testing.kserve_standin import KServeStandIn
 from dexctl.processes import free_ports
 
 pytestmark = [
@@ -244,3 +245,76 @@ def test_kfp_unreachable_is_degraded_then_recovers_without_duplicates(
     assert condition(obj, "Degraded")["status"] == "False"  # type: ignore[index]
     assert len(recurring_named(kfp_backend, experiment, f"{namespace}.{name}")) == 1
     kubectl(kubeconfig, "delete", "dexpipeline", name, "-n", namespace, "--timeout=60s")
+
+
+def test_a_drift_crossing_starts_exactly_one_run(
+    kubeconfig: Path,
+    namespace: str,
+    kfp_backend: KFPBackend,
+    pipeline_operator: Any,
+    kserve: KServeStandIn,
+    drift: DriftEndpoint,
+) -> None:
+    model, name, experiment = "churn-drift", "on-drift", f"dex-{uuid.uuid4().hex[:6]}"
+    apply(
+        kubeconfig,
+        dexmodel(model, namespace, storage_uri="s3://models/churn/1", drift_threshold=None),
+    )
+
+    def promoted() -> str | None:
+        status = get_json(kubeconfig, "dm", model, "-n", namespace).get("status") or {}
+        return status.get("stableVersion") if status.get("phase") == "Promoted" else None
+
+    version = eventually(promoted, timeout=60, interval=0.3, what=f"{model} Promoted")
+    drift.set(model, version, 0.1)
+    obj = dexpipeline(
+        namespace, name, experiment,
+        triggers=[{"dexModel": model, "threshold": 0.3, "cooldown": "1h"}],
+    )  # fmt: skip
+    del obj["spec"]["schedule"]
+    apply(kubeconfig, obj)
+
+    def triggers_at(share: float) -> dict[str, Any] | None:
+        status = dp(kubeconfig, namespace, name).get("status") or {}
+        found = (status.get("triggers") or [{}])[0]
+        return found if found.get("driftShare") == share else None
+
+    armed = eventually(lambda: triggers_at(0.1), timeout=30, interval=0.3, what="share 0.1 read")
+    assert (armed["above"], armed["crossings"]) == (False, 0)
+    assert condition(dp(kubeconfig, namespace, name), "TriggersActive")["status"] == "True"  # type: ignore[index]
+
+    drift.set(model, version, 0.6)
+    fired = eventually(lambda: triggers_at(0.6), timeout=30, interval=0.3, what="crossing")
+    assert fired["crossings"] == 1
+    run_name = f"{namespace}.{name}.drift-{model}-1"
+    with KfpClient(kfp_backend.url) as kfp:
+        experiment_id = kfp.ensure_experiment(experiment)
+        run = kfp.find_run(experiment_id, run_name)
+    assert run is not None
+    assert run.run_id == fired["lastRunId"]
+    got = httpx.get(f"{kfp_backend.url}{API}/runs/{run.run_id}", timeout=10).json()
+    assert "drift share 0.600 of DexModel churn-drift crossed 0.3" in got["description"]
+    events = [e for e in events_for(kubeconfig, namespace, name) if e["reason"] == "DriftTriggered"]
+    assert len(events) == 1
+    assert run_name in events[0]["message"]
+
+    # Still above on later syncs: the same crossing. Below, then above again while that run
+    # is still pending (no Argo controller runs it here): recorded, not run.
+    drift.set(model, version, 0.7)
+    eventually(lambda: triggers_at(0.7), timeout=30, interval=0.3, what="share 0.7 read")
+    drift.set(model, version, 0.1)
+    eventually(lambda: triggers_at(0.1), timeout=30, interval=0.3, what="share 0.1 read")
+    drift.set(model, version, 0.8)
+    again = eventually(lambda: triggers_at(0.8), timeout=30, interval=0.3, what="2nd crossing")
+    assert again["crossings"] == 1
+    assert "no run: run" in again["message"]
+    assert "PENDING" in again["message"]
+    with KfpClient(kfp_backend.url) as kfp:
+        drift_runs = [
+            r
+            for r in kfp.runs(experiment_id)
+            if r.display_name.startswith(f"{namespace}.{name}.drift-")
+        ]
+    assert [r.run_id for r in drift_runs] == [run.run_id]
+    kubectl(kubeconfig, "delete", "dexpipeline", name, "-n", namespace, "--timeout=60s")
+    kubectl(kubeconfig, "delete", "dm", model, "-n", namespace, "--timeout=60s")
