@@ -140,7 +140,10 @@ class Child:
         sink: IO[str] | None = None,
         env: Mapping[str, str] | None = None,
         detached: bool = False,
+        setup: Callable[[], None] | None = None,
     ) -> None:
+        """``setup`` runs in the child between fork and exec (e.g. a private mount
+        namespace): what it changes is the child's alone."""
         if (log is None) == (sink is None):
             raise ValueError("a child logs to a file or to a sink: give exactly one")
         self.name = name
@@ -148,7 +151,13 @@ class Child:
         self._sink = sink
         self._tail: list[str] = []
         self._pump: threading.Thread | None = None
-        preexec = None if detached else _die_with_parent
+
+        def preexec() -> None:
+            if not detached:
+                _die_with_parent()
+            if setup is not None:
+                setup()
+
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as out:
@@ -159,7 +168,7 @@ class Child:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=preexec,
+                    preexec_fn=preexec if (setup is not None or not detached) else None,
                 )
         else:
             self.proc = subprocess.Popen(
@@ -169,7 +178,7 @@ class Child:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=preexec,
+                preexec_fn=preexec if (setup is not None or not detached) else None,
             )
             self._pump = threading.Thread(target=self._copy, name=f"log-{name}", daemon=True)
             self._pump.start()

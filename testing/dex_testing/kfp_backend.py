@@ -18,6 +18,7 @@ a visualization server's address, which it never calls for what DEX does.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import logging
@@ -26,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,6 +51,43 @@ DRIVER_IMAGE = "dex.local/kfp-driver:2.17.0"
 LAUNCHER_IMAGE = "dex.local/kfp-launcher:2.17.0"
 
 
+# The agents read their API tokens from fixed in-pod paths (no flag moves them).
+TOKENS_DIR = "/var/run/secrets/kubeflow/tokens"
+AGENT_TOKENS = {
+    "persistence-agent": "persistenceagent-sa-token",
+    "scheduledworkflow": "scheduledworkflow-sa-token",
+}
+_CLONE_NEWNS = 0x00020000
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+
+
+def private_tokens(filename: str, token: str) -> Callable[[], None]:
+    """Between fork and exec: a private mount namespace whose ``/run`` is an empty tmpfs
+    holding ``TOKENS_DIR/filename``. The host's /run is untouched (and hidden from the agent,
+    which needs nothing there: its API server and cluster are on 127.0.0.1)."""
+    run = os.path.realpath("/var/run").encode()
+
+    def setup() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        steps: list[tuple[int, str]] = []
+        steps.append((libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)"))
+        if steps[-1][0] == 0:
+            steps.append(
+                (libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "/ private")
+            )
+        if steps[-1][0] == 0:
+            steps.append((libc.mount(b"tmpfs", run, b"tmpfs", 0, b"size=1m,mode=755"), "/run"))
+        code, what = steps[-1]
+        if code != 0:
+            raise OSError(ctypes.get_errno(), what)
+        os.makedirs(TOKENS_DIR)
+        with open(os.path.join(TOKENS_DIR, filename), "w") as out:
+            out.write(token)  # no trailing newline: the agents send it as read
+
+    return setup
+
+
 class MissingKFPError(RuntimeError):
     """The KFP backend (or a store it needs) is not installed on this machine."""
 
@@ -56,6 +95,8 @@ class MissingKFPError(RuntimeError):
 class KFPAssets(BaseModel):
     folder: Path
     apiserver: Path
+    persistence_agent: Path
+    scheduledworkflow: Path
     config: Path  # the folder holding config.json
     crds: Path
     mariadbd: Path
@@ -96,6 +137,8 @@ def find_kfp() -> KFPAssets:
     return KFPAssets(
         folder=folder,
         apiserver=apiserver,
+        persistence_agent=folder / "bin" / "persistence_agent",
+        scheduledworkflow=folder / "bin" / "controller",
         config=config,
         crds=crds,
         mariadbd=mariadbd,
@@ -235,6 +278,41 @@ class KFPBackend:
             what=f"healthy ({healthz})",
         )
         log.info("KFP API server pid=%d at %s", apiserver.pid, self.url)
+        self._start_agents(assets, env)
+
+    def _start_agents(self, assets: KFPAssets, env: dict[str, str]) -> None:
+        """The persistence agent (Workflow status -> the run's state in KFP) and the
+        ScheduledWorkflow controller (a recurring run's cron -> Workflows), as in-cluster."""
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--namespace={NAMESPACE}",
+            "--mlPipelineAPIServerName=127.0.0.1",
+            f"--mlPipelineServiceGRPCPort={self.grpc_port}",
+        ]
+        (metrics,) = free_ports(1)
+        agents = {
+            "persistence-agent": [
+                str(assets.persistence_agent), *common,
+                f"--mlPipelineServiceHttpPort={self.http_port}",
+                "--ttlSecondsAfterWorkflowFinish=86400",
+            ],
+            "scheduledworkflow": [
+                str(assets.scheduledworkflow), *common,
+                f"--metricsPort={metrics}",
+                "--recurringRunResyncIntervalSeconds=5",
+            ],
+        }  # fmt: skip
+        for name, argv in agents.items():
+            child = Child(
+                f"kfp-{name}",
+                argv,
+                log=self.work / f"kfp-{name}.log",
+                env=env,
+                detached=self.detached,
+                setup=private_tokens(AGENT_TOKENS[name], "dex-test-token"),
+            )
+            self.children[name] = child
+            child.wait_ready(lambda: True, timeout=5, what="started")
 
     def _start_mariadb(self, assets: KFPAssets) -> None:
         data = self.work / "mariadb"
@@ -292,11 +370,18 @@ class KFPBackend:
 
     def records(self) -> list[ProcessRecord]:
         """The processes, in start order (a recorded stop goes in reverse)."""
-        return [self.children[n].record for n in ("mariadb", "moto", "apiserver")]
+        order = ("mariadb", "moto", "apiserver", "persistence-agent", "scheduledworkflow")
+        return [self.children[n].record for n in order]
 
     def stop(self) -> None:
         # The API server ignores SIGTERM: a short grace, then SIGKILL. Then its stores.
-        for name, grace in (("apiserver", 2.0), ("moto", 10.0), ("mariadb", 30.0)):
+        for name, grace in (
+            ("scheduledworkflow", 10.0),
+            ("persistence-agent", 10.0),
+            ("apiserver", 2.0),
+            ("moto", 10.0),
+            ("mariadb", 30.0),
+        ):
             child = self.children.pop(name, None)
             if child is not None:
                 child.stop(grace=grace)

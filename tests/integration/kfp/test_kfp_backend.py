@@ -100,3 +100,61 @@ def test_upload_version_and_run_become_an_argo_workflow(kfp_backend: KFPBackend)
         what="the run's Argo Workflow",
     )
     assert len(found) == 1
+
+
+def test_agents_report_workflow_state_and_schedule_runs(kfp_backend: KFPBackend) -> None:
+    """The persistence agent turns a Workflow's status into its run's state (the Workflow's
+    status is patched here, playing the Argo controller, which does not run in this tier);
+    the ScheduledWorkflow controller turns a recurring run's cron into runs."""
+    name = f"dex-training-{uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=kfp_backend.url, timeout=30) as http:
+        pipeline = upload(http, name).json()
+        version = http.get(f"{API}/pipelines/{pipeline['pipeline_id']}/versions").json()
+        reference = {
+            "pipeline_id": pipeline["pipeline_id"],
+            "pipeline_version_id": version["pipeline_versions"][0]["pipeline_version_id"],
+        }
+        parameters = {"parameters": {"entity_source": "/data/labels.parquet"}}
+        run = http.post(
+            f"{API}/runs",
+            json={"display_name": "r", "pipeline_version_reference": reference,
+                  "runtime_config": parameters},
+        ).json()  # fmt: skip
+        (workflow,) = eventually(
+            lambda: workflows(kfp_backend.kubeconfig, run["run_id"]),
+            timeout=60,
+            what="the run's Workflow",
+        )
+        kubectl_status(kfp_backend.kubeconfig, workflow["metadata"]["name"], "Succeeded")
+        eventually(
+            lambda: http.get(f"{API}/runs/{run['run_id']}").json().get("state") == "SUCCEEDED",
+            timeout=60,
+            what="the run SUCCEEDED in KFP (persistence agent)",
+        )
+
+        recurring = http.post(
+            f"{API}/recurringruns",
+            json={"display_name": "every-5s", "pipeline_version_reference": reference,
+                  "runtime_config": parameters, "mode": "ENABLE", "max_concurrency": "10",
+                  "trigger": {"cron_schedule": {"cron": "*/5 * * * * *"}}, "no_catchup": True},
+        ).json()  # fmt: skip
+        assert "recurring_run_id" in recurring, recurring
+
+        def scheduled() -> list[dict[str, Any]]:
+            runs = http.get(f"{API}/runs", params={"page_size": 100}).json().get("runs") or []
+            return [r for r in runs if r.get("recurring_run_id") == recurring["recurring_run_id"]]
+
+        eventually(scheduled, timeout=60, what="a run of the recurring run (ScheduledWorkflow)")
+        http.delete(f"{API}/recurringruns/{recurring['recurring_run_id']}")
+
+
+def kubectl_status(kubeconfig: Path, workflow: str, phase: str) -> None:
+    patch = {"status": {"phase": phase, "startedAt": "2026-01-01T00:00:00Z",
+                        "finishedAt": "2026-01-01T00:01:00Z"}}  # fmt: skip
+    subprocess.run(
+        [
+            kubectl_binary(), f"--kubeconfig={kubeconfig}", "patch", "workflows.argoproj.io",
+            workflow, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch),
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
