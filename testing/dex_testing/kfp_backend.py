@@ -340,8 +340,10 @@ class KFPBackend:
                 f"--datadir={data}",
                 f"--port={self.db_port}",
                 "--bind-address=127.0.0.1",
-                f"--socket={self.work / 'mariadb.sock'}",
-                f"--pid-file={self.work / 'mariadb.pid'}",
+                # Relative: mariadbd resolves them in its data folder, and a socket's
+                # absolute path there can exceed the 107 bytes a unix socket allows.
+                "--socket=mariadb.sock",
+                "--pid-file=mariadb.pid",
                 "--user=root",
             ],
             log=self.work / "mariadb.log",
