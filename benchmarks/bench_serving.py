@@ -90,6 +90,9 @@ def _floor_server(predict: Callable[[int], dict[str, Any]]) -> Iterator[str]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without TCP_NODELAY the second waits for
+        # the client's delayed ACK (~40 ms), which no real server pays.
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
