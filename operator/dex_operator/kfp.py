@@ -110,6 +110,18 @@ class KfpClient:
         body: dict[str, Any] = response.json() if response.content else {}
         return body
 
+    def _first(
+        self, path: str, field: str, key: str, value: str, **params: str
+    ) -> dict[str, Any] | None:
+        """The first item of a list call filtered on ``key == value``; ``field`` names the
+        list in the answer (the recurring-run list answers in camelCase)."""
+        listed = self._call(
+            "GET", path, params={**params, "filter": equals(key, value), "page_size": 1}
+        )
+        camel = field.split("_")[0] + "".join(w.title() for w in field.split("_")[1:])
+        found = listed.get(field) or listed.get(camel) or []
+        return dict(found[0]) if found else None
+
     # --- pipelines and versions --------------------------------------------------------------
     def pipeline_id(self, name: str) -> str | None:
         try:
@@ -120,13 +132,8 @@ class KfpClient:
             raise
 
     def _version(self, pipeline_id: str, name: str) -> str | None:
-        listed = self._call(
-            "GET",
-            f"/pipelines/{pipeline_id}/versions",
-            params={"filter": equals("name", name), "page_size": 1},
-        )
-        versions = listed.get("pipeline_versions") or []
-        return str(versions[0]["pipeline_version_id"]) if versions else None
+        found = self._first(f"/pipelines/{pipeline_id}/versions", "pipeline_versions", "name", name)
+        return str(found["pipeline_version_id"]) if found else None
 
     def ensure_version(self, pipeline: str, package: bytes) -> VersionRef:
         """``package`` as a version of the pipeline ``pipeline`` (both made if missing)."""
@@ -166,13 +173,8 @@ class KfpClient:
     # --- experiments -----------------------------------------------------------------------
     def ensure_experiment(self, name: str) -> str:
         def find() -> str | None:
-            listed = self._call(
-                "GET",
-                "/experiments",
-                params={"filter": equals("display_name", name), "page_size": 1},
-            )
-            found = listed.get("experiments") or []
-            return str(found[0]["experiment_id"]) if found else None
+            found = self._first("/experiments", "experiments", "display_name", name)
+            return str(found["experiment_id"]) if found else None
 
         if existing := find():
             return existing
@@ -200,17 +202,10 @@ class KfpClient:
         return [Run.model_validate(r) for r in listed.get("runs") or []]
 
     def find_run(self, experiment_id: str, display_name: str) -> Run | None:
-        listed = self._call(
-            "GET",
-            "/runs",
-            params={
-                "experiment_id": experiment_id,
-                "filter": equals("display_name", display_name),
-                "page_size": 1,
-            },
+        found = self._first(
+            "/runs", "runs", "display_name", display_name, experiment_id=experiment_id
         )
-        found = listed.get("runs") or []
-        return Run.model_validate(found[0]) if found else None
+        return Run.model_validate(found) if found else None
 
     def ensure_run(
         self,
@@ -236,17 +231,14 @@ class KfpClient:
 
     # --- recurring runs ----------------------------------------------------------------------
     def find_recurring_run(self, experiment_id: str, display_name: str) -> RecurringRun | None:
-        listed = self._call(
-            "GET",
+        found = self._first(
             "/recurringruns",
-            params={
-                "experiment_id": experiment_id,
-                "filter": equals("display_name", display_name),
-                "page_size": 1,
-            },
+            "recurring_runs",
+            "display_name",
+            display_name,
+            experiment_id=experiment_id,
         )
-        found = listed.get("recurringRuns") or listed.get("recurring_runs") or []
-        return RecurringRun.model_validate(found[0]) if found else None
+        return RecurringRun.model_validate(found) if found else None
 
     def create_recurring_run(
         self,

@@ -1,4 +1,5 @@
-"""Waiting for CustomResourceDefinitions just applied: the one poll every tier uses.
+"""kubectl for the test tiers: finding it, running it, and waiting for just-applied
+CustomResourceDefinitions (the one poll every tier uses).
 
 ``kubectl wait --for=condition=Established`` fails at once on a CRD whose status has no
 conditions yet (right after the apply), so this polls ``kubectl get`` instead.
@@ -25,6 +26,28 @@ def kubectl_binary() -> str:
     if found is None:
         raise FileNotFoundError("kubectl is needed: none on PATH or in envtest (make envtest)")
     return str(found)
+
+
+def run_kubectl(
+    kubeconfig: Path | str,
+    *args: str,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+    kubectl: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl --kubeconfig=...`` with ``args``; a failure raises, quoting kubectl."""
+    done = subprocess.run(
+        [kubectl or kubectl_binary(), f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done
 
 
 def established(kubeconfig: Path | str, crds: Iterable[str], kubectl: str = "kubectl") -> bool:

@@ -36,7 +36,7 @@ import httpx
 from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
-from dex_testing.crds import kubectl_binary, wait_established
+from dex_testing.crds import kubectl_binary, run_kubectl, wait_established
 from dexctl.processes import Child, ProcessRecord, free_ports
 
 log = logging.getLogger(__name__)
@@ -195,17 +195,7 @@ class KFPBackend:
 
     # --- install ---------------------------------------------------------------------------
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run(
-            [kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done.stdout
+        return run_kubectl(self.kubeconfig, *args, stdin=stdin).stdout
 
     def _install(self, assets: KFPAssets) -> None:
         applied = self.kubectl(

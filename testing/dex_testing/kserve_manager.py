@@ -44,7 +44,7 @@ import yaml
 from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
-from dex_testing.crds import kubectl_binary, wait_established
+from dex_testing.crds import kubectl_binary, run_kubectl, wait_established
 from dex_testing.devcluster.pki import generate_pki
 from dexctl.processes import Child, free_ports
 
@@ -164,17 +164,14 @@ class KServeManager:
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [self._kubectl or kubectl_binary(), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
+        return run_kubectl(
+            self.kubeconfig,
+            *args,
+            stdin=stdin,
+            check=check,
             timeout=timeout,
+            kubectl=self._kubectl or None,
         )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
 
     def _apply(self, objects: list[dict[str, Any]]) -> None:
         self.kubectl(

@@ -6,7 +6,6 @@ the run id."""
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from dex_pipelines.catalog import COMPILED_DIR
-from dex_testing.crds import kubectl_binary
+from dex_testing.crds import run_kubectl
 from dex_testing.kfp_backend import NAMESPACE, KFPBackend
 from dexctl.polling import eventually
 
@@ -39,12 +38,9 @@ def upload(http: httpx.Client, name: str) -> httpx.Response:
 
 
 def workflows(kubeconfig: Path, run_id: str) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [
-            kubectl_binary(), f"--kubeconfig={kubeconfig}", "get", "workflows.argoproj.io",
-            "-n", NAMESPACE, "-l", f"pipeline/runid={run_id}", "-o", "json",
-        ],
-        capture_output=True, text=True, check=True, timeout=60,
+    done = run_kubectl(
+        kubeconfig, "get", "workflows.argoproj.io", "-n", NAMESPACE,
+        "-l", f"pipeline/runid={run_id}", "-o", "json",
     )  # fmt: skip
     items: list[dict[str, Any]] = json.loads(done.stdout)["items"]
     return items
@@ -151,10 +147,7 @@ def test_agents_report_workflow_state_and_schedule_runs(kfp_backend: KFPBackend)
 def kubectl_status(kubeconfig: Path, workflow: str, phase: str) -> None:
     patch = {"status": {"phase": phase, "startedAt": "2026-01-01T00:00:00Z",
                         "finishedAt": "2026-01-01T00:01:00Z"}}  # fmt: skip
-    subprocess.run(
-        [
-            kubectl_binary(), f"--kubeconfig={kubeconfig}", "patch", "workflows.argoproj.io",
-            workflow, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch),
-        ],
-        check=True, capture_output=True, timeout=60,
+    run_kubectl(
+        kubeconfig, "patch", "workflows.argoproj.io", workflow, "-n", NAMESPACE,
+        "--type=merge", "-p", json.dumps(patch),
     )  # fmt: skip
