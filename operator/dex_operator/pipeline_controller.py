@@ -18,7 +18,7 @@ state from the spec and KFP's answers, so a retry, a restart or a missed event c
 KFP unreachable or failing (5xx) is ``Degraded=True`` with an Event on the transition and a
 retry with backoff (kopf's handler retries and the periodic sync); nothing is created twice
 when it returns, since every create is looked up by its key first. A request KFP refuses
-(4xx) is ``Degraded=True`` (``KfpRejected``) quoting KFP, and waits for a spec change.
+(4xx) is ``Degraded=True`` (``KfpRejected``) quoting KFP; only the periodic sync tries again.
 
 5. Drift triggers (``triggers``): one run per crossing of a DexModel's drift share over the
    threshold, with a cooldown, none while a run is active; ``status.triggers`` and Events say
