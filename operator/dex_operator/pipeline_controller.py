@@ -3,8 +3,8 @@ state from the spec and KFP's answers, so a retry, a restart or a missed event c
 
 1. The spec is checked before anything reaches KFP (``pipelines``): the package loads, every
    parameter is an input of it and typed as it declares, every required input is set, the
-   schedule translates. A spec that fails is ``Ready=False`` (``InvalidSpec``) with an Event
-   naming the field; it is not retried until the spec changes.
+   schedule translates. A spec that fails is ``Ready=False`` and ``Degraded=True``
+   (``InvalidSpec``) with an Event naming the field; nothing is sent to KFP.
 2. The package is a pipeline version named by its content hash (``kfp.ensure_version``),
    uploaded once; the experiment ``spec.kfp.experiment`` is made if missing.
 3. ``schedule`` is one KFP recurring run, named ``<namespace>.<name>`` in the experiment; its
@@ -167,6 +167,8 @@ def reconcile(body: Mapping[str, Any], retry: int = 0) -> Outcome:
             pipelines.kfp_cron(spec.schedule)
     except pipelines.PipelineSpecError as exc:
         set_condition(status, "Ready", False, "InvalidSpec", str(exc), now)
+        # Degraded too: what Argo CD's health (and kubectl wait) reads as "needs a fix".
+        set_condition(status, "Degraded", True, "InvalidSpec", str(exc), now)
         flipped = _flipped(before, status, "Ready")
         return Outcome(status, [("Warning", "InvalidSpec", str(exc))] if flipped else [], None)
 

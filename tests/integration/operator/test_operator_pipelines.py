@@ -200,6 +200,9 @@ def test_a_spec_kfp_would_refuse_is_refused_first_naming_the_field(
 
     cond = eventually(refused, timeout=30, interval=0.3, what="Ready=False InvalidSpec")
     assert cond["status"] == "False"
+    degraded = condition(dp(kubeconfig, namespace, name), "Degraded")
+    assert degraded is not None
+    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
     assert needle in cond["message"]
     events = [e for e in events_for(kubeconfig, namespace, name) if e["reason"] == "InvalidSpec"]
     assert [(e["type"], e["message"]) for e in events] == [("Warning", cond["message"])]
