@@ -110,6 +110,12 @@ kfp: ## KFP 2.17's backend (API server, agents, driver, launcher) from its sourc
 	bash tools/system-deps.sh kfp
 	bash tools/kfp/build.sh
 
+.PHONY: argocd
+argocd: ## Argo CD 3.6's application controller + repo server (+ kustomize) from their Go modules + Redis, for the tests
+	@echo '==> argocd: Debian packages (system-deps argocd), then Argo CD 3.6.1 from its Go module (built once, cached)'
+	bash tools/system-deps.sh argocd
+	bash tools/argocd/build.sh
+
 .PHONY: images
 images: setup ## build dex-operator, dex-serving, dex-components (buildah, cached by content) as OCI archives
 	@echo '==> images: Debian packages (system-deps images), then the images (~/.cache/dex/images)'
@@ -135,7 +141,7 @@ test-clock:
 
 # test-clock first: `make bench` prints how long whole runs take, cold and warm.
 # The cluster tier needs the node binaries and DEX's images: both cached (seconds when current).
-test: test-clock setup system-deps envtest node coredns gateway kserve kfp images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
+test: test-clock setup system-deps envtest node coredns gateway kserve kfp argocd images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  bash tools/test-clock.sh stop $$status; exit $$status

@@ -93,3 +93,23 @@ def kfp_backend(
     cluster: KubeCluster = request.getfixturevalue("kube_cluster")
     with KFPBackend(cluster.kubeconfig, tmp_path_factory.mktemp("kfp")) as backend:
         yield backend
+
+
+@pytest.fixture(scope="module")
+def argocd(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The real Argo CD 3.6 application controller and repo server, with Redis and a git
+    daemon, on this session's cluster (``dex_testing.argocd``; binaries from ``make argocd``).
+    A missing build fails in CI and skips elsewhere: building it takes minutes, once."""
+    from dex_testing.argocd import ArgoCD, MissingArgoCDError, find_argocd
+
+    try:
+        find_argocd()
+    except MissingArgoCDError as exc:
+        if _in_ci():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    cluster: KubeCluster = request.getfixturevalue("kube_cluster")
+    with ArgoCD(cluster.kubeconfig, tmp_path_factory.mktemp("argocd")) as argo:
+        yield argo
