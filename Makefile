@@ -116,6 +116,11 @@ argocd: ## Argo CD 3.6's application controller + repo server (+ kustomize) from
 	bash tools/system-deps.sh argocd
 	bash tools/argocd/build.sh
 
+.PHONY: checkov
+checkov: setup ## checkov (hash-pinned, its own venv) for the policy check of the overlays and Dockerfiles
+	@echo '==> checkov: the static policy checker in ~/.cache/dex/checkov (installed once per pin)'
+	@bash tools/checkov/install.sh >/dev/null
+
 .PHONY: images
 images: setup ## build dex-operator, dex-serving, dex-components (buildah, cached by content) as OCI archives
 	@echo '==> images: Debian packages (system-deps images), then the images (~/.cache/dex/images)'
@@ -141,7 +146,7 @@ test-clock:
 
 # test-clock first: `make bench` prints how long whole runs take, cold and warm.
 # The cluster tier needs the node binaries and DEX's images: both cached (seconds when current).
-test: test-clock setup system-deps envtest node coredns gateway kserve kfp argocd images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
+test: test-clock setup system-deps envtest node coredns gateway kserve kfp argocd checkov images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  bash tools/test-clock.sh stop $$status; exit $$status

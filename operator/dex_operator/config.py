@@ -12,13 +12,14 @@ class OperatorConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEX_", extra="ignore")
 
     mlflow_url: str = Field(
-        default="http://mlflow.dex.svc:5000", description="MLflow tracking server (REST API)."
+        default="http://mlflow.dex-system.svc:5000",
+        description="MLflow tracking server (REST API): the platform's (manifests/mlflow).",
     )
     prometheus_url: str = Field(
         default="http://prometheus.monitoring.svc:9090", description="Prometheus for analysis."
     )
     monitor_url: str = Field(
-        default="http://dex-monitor.dex.svc:8080",
+        default="http://dex-monitor.dex-system.svc:8080",
         description="DEX drift monitor; its /metrics exposes dex_drift_share{model,version}.",
     )
     kserve_namespace: str = Field(

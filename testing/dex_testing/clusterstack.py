@@ -2,7 +2,7 @@
 and ``make bench`` run on, brought up as a user installs it.
 
 ``DexStack`` starts the control plane and a real node (containerd, kubelet, kube-proxy) with
-DEX's three images (``make images``) imported, which the node also tags
+DEX's three images and the dev Redis (``make images``) imported, which the node also tags
 ``localhost/dex/<image>:dev``. On it:
 
 * KServe, for real: its v0.20 manager (built from its Go module, ``make kserve``) run from
@@ -12,11 +12,11 @@ DEX's three images (``make images``) imported, which the node also tags
 * A Gateway API data plane, for real: Traefik (``make gateway``) run from the host, with the
   Gateway ``dex-system/dex-gateway`` the operator's HTTPRoutes attach to
   (``dex_testing.gateway``); requests to its entrypoint reach the pods by their IPs.
-* DEX: ``kubectl apply --server-side -k manifests/dev-node``, so the operator runs as a pod
-  with its ServiceAccount, ClusterRole and probes.
-* An MLflow server pod (the dex-components image has the full ``mlflow``; SQLite on an
-  emptyDir, artifacts proxied by the server) behind a Service, and a small scikit-learn model
-  registered into it from the host through that Service with the MLflow client.
+* DEX, the whole platform: ``kubectl apply --server-side -k kustomize/overlays/dev``, so the
+  operator, the feature store (Feast over Redis), the MLflow server (SQLite on an emptyDir,
+  artifacts proxied by the server) and the drift monitor run as pods with their
+  ServiceAccount, probes and Services; a small scikit-learn model is registered into that
+  MLflow from the host through its Service with the MLflow client.
 
 Everything else goes through ``kubectl`` and HTTP to Services' ClusterIPs (routed by
 kube-proxy from the host) and the Gateway's entrypoint. Leaving the ``with`` block stops it
@@ -33,8 +33,11 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from dex_testing import SOURCE_ROOT
 from dex_testing.crds import wait_established
@@ -51,8 +54,12 @@ from dex_testing.gateway import Gateway
 from dex_testing.kserve_manager import KServeManager
 
 BUILD = SOURCE_ROOT / "tools" / "images" / "build.sh"
-IMAGES = ("dex-operator", "dex-serving", "dex-components")
-OVERLAY = SOURCE_ROOT / "manifests" / "dev-node"
+IMAGES = ("dex-operator", "dex-serving", "dex-components", "redis")
+OVERLAY = SOURCE_ROOT / "kustomize" / "overlays" / "dev"
+PLATFORM_NAMESPACE = "dex-system"
+# What the overlay installs, in the order they are waited for (MLflow first: the rest needs it
+# least, and it is slowest to start).
+PLATFORM_DEPLOYMENTS = ("mlflow", "dex-feast-redis", "dex-feast", "dex-monitor", "dex-operator")
 NAMESPACE = "dex-e2e"
 MLFLOW_PORT = 5000
 MODEL = "e2e-classifier"
@@ -154,96 +161,23 @@ def _ensure_images() -> list[Path]:
     return archives
 
 
-def _install_dex(kubectl: Kubectl) -> float:
-    """``kubectl apply --server-side -k manifests/dev-node``; seconds until the operator's
-    Deployment is rolled out (its pod Ready: the readiness probe answered)."""
+def _install_dex(kubectl: Kubectl, timings: dict[str, float]) -> str:
+    """``kubectl apply --server-side -k kustomize/overlays/dev``, as a user installs DEX;
+    waits until every Deployment of the platform is Available (each pod Ready: its readiness
+    probe answered) and returns the MLflow Service's URL by ClusterIP (the host has no
+    cluster DNS)."""
     began = time.monotonic()
     kubectl("apply", "--server-side", "-k", str(OVERLAY))
     wait_established(
         kubectl.kubeconfig, ["dexmodels.dex.dataenginex.io", "dexpipelines.dex.dataenginex.io"]
     )
-    kubectl(
-        "rollout",
-        "status",
-        "deployment/dex-operator",
-        "-n",
-        "dex-system",
-        "--timeout=180s",
-        timeout=200,
-    )
-    return round(time.monotonic() - began, 1)
-
-
-def _wait_feast(kubectl: Kubectl) -> float:
-    """Seconds until the feature store's pod is Ready (``feast apply`` done, both servers
-    answering their probes)."""
-    began = time.monotonic()
-    kubectl(
-        "rollout", "status", "deployment/dex-feast", "-n", "dex-system", "--timeout=300s",
-        timeout=320,
-    )  # fmt: skip
-    return round(time.monotonic() - began, 1)
-
-
-def _mlflow_deployment(cluster_ip: str) -> dict[str, Any]:
-    labels = {"app": "mlflow"}
-    command = [
-        "mlflow", "server",
-        "--host", "0.0.0.0",
-        "--port", str(MLFLOW_PORT),
-        "--backend-store-uri", "sqlite:////data/mlflow.db",
-        "--artifacts-destination", "/data/artifacts",
-        "--workers", "1",
-        # Clients reach it by ClusterIP (198.18.1.0/24 is not a private range MLflow's
-        # DNS-rebinding guard allows by default).
-        "--allowed-hosts", f"{cluster_ip},{cluster_ip}:{MLFLOW_PORT}",
-    ]  # fmt: skip
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "mlflow", "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "mlflow",
-                            "image": "localhost/dex/dex-components:dev",
-                            "imagePullPolicy": "Never",
-                            "command": command,
-                            "env": [{"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}],
-                            "ports": [{"containerPort": MLFLOW_PORT}],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/health", "port": MLFLOW_PORT},
-                                "periodSeconds": 1,
-                            },
-                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                        }
-                    ],
-                    "volumes": [{"name": "data", "emptyDir": {}}],
-                },
-            },
-        },
-    }
-
-
-def _start_mlflow(kubectl: Kubectl) -> str:
-    """The MLflow server pod and its Service; the Service's URL once the pod is Ready."""
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "mlflow", "namespace": NAMESPACE},
-        "spec": {"selector": {"app": "mlflow"}, "ports": [{"port": MLFLOW_PORT}]},
-    }
-    kubectl.apply(service)
-    cluster_ip = kubectl.cluster_ip(NAMESPACE, "mlflow")
-    kubectl.apply(_mlflow_deployment(cluster_ip))
-    kubectl(
-        "rollout", "status", "deployment/mlflow", "-n", NAMESPACE, "--timeout=300s", timeout=320
-    )
+    for deployment in PLATFORM_DEPLOYMENTS:
+        kubectl(
+            "rollout", "status", f"deployment/{deployment}", "-n", PLATFORM_NAMESPACE,
+            "--timeout=300s", timeout=320,
+        )  # fmt: skip
+        timings[f"{deployment}_ready_s"] = round(time.monotonic() - began, 1)
+    cluster_ip = kubectl.cluster_ip(PLATFORM_NAMESPACE, "mlflow")
     return f"http://{cluster_ip}:{MLFLOW_PORT}"
 
 
@@ -311,6 +245,8 @@ version = str(info.registered_model_version)
 client = mlflow.MlflowClient()
 for key, value in tags.items():
     client.set_model_version_tag(name, version, key, value)
+if job.get("alias"):
+    client.set_registered_model_alias(name, job["alias"], version)
 probes = pd.DataFrame(job["rows"], columns=columns)
 print(json.dumps({"version": version, "probabilities": model.predict_proba(probes)[:, 1].tolist()}))
 """
@@ -323,16 +259,28 @@ def register_with_contract(
     columns: list[str],
     rows: list[list[float]],
     seed: int,
+    alias: str | None = None,
 ) -> tuple[str, list[float]]:
     """A version of ``name`` trained on ``columns``, carrying a feature contract (``tags``, the
-    MLflow version tags DEX training writes); its version and positive-class probabilities
-    for ``rows``, as the registered model computes them."""
-    out = _run_script(
-        REGISTER_WITH_CONTRACT,
-        [mlflow_url, name, str(seed)],
-        stdin=json.dumps({"columns": columns, "tags": tags, "rows": rows}),
-    )
+    MLflow version tags DEX training writes), under ``alias`` if given; its version and
+    positive-class probabilities for ``rows``, as the registered model computes them."""
+    job = {"columns": columns, "tags": tags, "rows": rows, "alias": alias}
+    out = _run_script(REGISTER_WITH_CONTRACT, [mlflow_url, name, str(seed)], stdin=json.dumps(job))
     return str(out["version"]), [float(p) for p in out["probabilities"]]
+
+
+def write_online(
+    cluster: DexCluster, view: str, entities: dict[str, list[int]], columns: dict[str, list[Any]]
+) -> None:
+    """Rows into the platform's online store through Feast's feature server, as
+    materialization does (``entities``: the join key's values)."""
+    count = len(next(iter(entities.values())))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamps = {"event_timestamp": [now] * count, "created_timestamp": [now] * count}
+    body = {"feature_view_name": view, "df": {**entities, **columns, **stamps}}
+    httpx.post(
+        f"{cluster.feast_feature_server}/write-to-online-store", json=body, timeout=60
+    ).raise_for_status()
 
 
 def _register_model(mlflow_url: str) -> Expected:
@@ -399,13 +347,9 @@ def dex_stack(work: Path) -> Iterator[DexCluster]:
         began = time.monotonic()
         gateway = stack.enter_context(Gateway(state.kubeconfig, work / "gateway"))
         timings["gateway_ready_s"] = round(time.monotonic() - began, 1)
-        timings["operator_ready_s"] = _install_dex(kubectl)
-        timings["feast_ready_s"] = _wait_feast(kubectl)
-        feast_ip = kubectl.cluster_ip("dex-system", "dex-feast")
+        mlflow_url = _install_dex(kubectl, timings)
+        feast_ip = kubectl.cluster_ip(PLATFORM_NAMESPACE, "dex-feast")
         kubectl("create", "namespace", NAMESPACE)
-        began = time.monotonic()
-        mlflow_url = _start_mlflow(kubectl)
-        timings["mlflow_ready_s"] = round(time.monotonic() - began, 1)
         began = time.monotonic()
         expected = _register_model(mlflow_url)
         timings["model_registered_s"] = round(time.monotonic() - began, 1)

@@ -1,4 +1,4 @@
-"""DEX's three images built here with buildah, from their Dockerfiles, cached by content.
+"""DEX's three images (and the dev cluster's Redis) built here with buildah, from their Dockerfiles, cached by content.
 
 ``make images`` (``tools/images/build.sh``) runs :func:`build`. There is no registry and no
 Docker engine: ``FROM python:3.11-slim-bookworm`` is satisfied by a base image made once with
@@ -58,6 +58,9 @@ IMAGES = {
     "dex-operator": "operator/Dockerfile",
     "dex-serving": "serving/Dockerfile",
     "dex-components": "components/Dockerfile",
+    # Not DEX's: the dev cluster's stand-in for docker.io/library/redis (no registry here),
+    # Debian's real redis-server; kustomize/overlays/dev names it.
+    "redis": "tools/images/redis/Dockerfile",
 }
 BASE_REF = "localhost/python:3.11-slim-bookworm"
 RUNTIME = "/usr/sbin/runc"  # crun fails on this hybrid cgroup (v1 + unified)

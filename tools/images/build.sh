@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make images`: DEX's three images (dex-operator, dex-serving, dex-components) built on this
-# machine from their Dockerfiles with buildah, cached by content, exported as OCI archives.
+# `make images`: DEX's three images (dex-operator, dex-serving, dex-components) and the dev
+# cluster's Redis, built on this machine from their Dockerfiles with buildah, cached by
+# content, exported as OCI archives.
 #
-#   tools/images/build.sh [-v] [NAME...]   NAME: dex-operator, dex-serving, dex-components
+#   tools/images/build.sh [-v] [NAME...]   NAME: dex-operator, dex-serving, dex-components, redis
 #
 # The logic is testing/dex_testing/images.py, run with the project's venv (DEX_IMAGES_PYTHON
 # overrides it).

@@ -38,6 +38,10 @@ class EventsError(ValueError):
     pass
 
 
+class ModelUnavailableError(RuntimeError):
+    """The monitored model cannot be resolved (yet): not registered, or no registry."""
+
+
 def parse_events(headers: dict[str, str], body: bytes) -> list[CloudEvent]:
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     try:
@@ -68,10 +72,13 @@ class Monitor:
 
         self.settings = settings
         self.store = EventStore(settings.db_path)
-        self.model = registry.resolve(registry.ModelRef.parse(settings.model))
-        if self.model.contract is None:
-            raise ValueError(f"{self.model.uri} has no feature contract (dex.* tags)")
-        self._models: dict[str | None, registry.ResolvedModel] = {self.model.version: self.model}
+        self.ref = registry.ModelRef.parse(settings.model)
+        if self.ref.name is None:
+            raise ValueError(f"--model {settings.model!r}: expected models:/<name>@<alias|version>")
+        # Resolved on first use, not at start: a platform installs the monitor before any
+        # model is registered, and it must be Ready (accepting connections) by then.
+        self._model: registry.ResolvedModel | None = None
+        self._models: dict[str | None, registry.ResolvedModel] = {}
         self._references: dict[str | None, Any] = {}
         self._seen_rows: dict[tuple[str | None, str | None], int] = {}
         self.latest: dict[str, drift.DriftResult] = {}
@@ -114,6 +121,21 @@ class Monitor:
             buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30),
         )
 
+    @property
+    def model(self) -> registry.ResolvedModel:
+        """The default version and baseline; :class:`ModelUnavailableError` until the
+        registry has it (events then get a 503, and senders keep them)."""
+        if self._model is None:
+            try:
+                resolved = registry.resolve(self.ref)
+            except Exception as exc:  # registry down or model not registered yet
+                raise ModelUnavailableError(str(exc)) from exc
+            if resolved.contract is None:
+                raise ModelUnavailableError(f"{resolved.uri} has no feature contract (dex.* tags)")
+            self._models.setdefault(resolved.version, resolved)
+            self._model = resolved
+        return self._model
+
     def columns_for(self, model: str | None, version: str | None) -> list[str]:
         resolved = self._models.get(version, self.model)
         assert resolved.contract is not None
@@ -127,7 +149,7 @@ class Monitor:
     def _resolved(self, version: str | None) -> registry.ResolvedModel:
         if version not in self._models and version is not None:
             self._models[version] = registry.resolve(
-                registry.ModelRef(name=self.model.name, version=version)
+                registry.ModelRef(name=self.ref.name, version=version)
             )
         return self._models.get(version, self.model)
 
@@ -234,8 +256,7 @@ def create_app(settings: MonitorSettings) -> FastAPI:
         log.info(
             logs.kv(
                 "monitor ready",
-                model=monitor.model.name,
-                version=monitor.model.version,
+                model=settings.model,
                 db=str(settings.db_path),
                 method=settings.method,
                 threshold=settings.threshold,
@@ -263,6 +284,14 @@ def create_app(settings: MonitorSettings) -> FastAPI:
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
             new = await asyncio.to_thread(monitor.add, events)
+        except ModelUnavailableError as exc:
+            log.warning(logs.kv("events not stored", count=len(events), error=str(exc)))
+            # 503 as for storage: the sender spools the batch and retries.
+            return JSONResponse(
+                {"error": f"events not stored: {exc}", "reason": "model"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
         except StorageError as exc:
             monitor.c_storage_errors.inc()
             log.error(logs.kv("events not stored", count=len(events), error=str(exc)))
@@ -280,7 +309,12 @@ def create_app(settings: MonitorSettings) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> dict[str, Any]:
-        return {"ready": True, "model": monitor.model.name, "version": monitor.model.version}
+        # Ready once the store is open; the model is reported, not required (see Monitor).
+        try:
+            resolved = await asyncio.to_thread(lambda: monitor.model)
+        except ModelUnavailableError as exc:
+            return {"ready": True, "model": monitor.ref.name, "version": None, "detail": str(exc)}
+        return {"ready": True, "model": resolved.name, "version": resolved.version}
 
     @app.get("/metrics")
     async def metrics() -> Response:

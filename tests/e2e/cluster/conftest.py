@@ -21,6 +21,7 @@ from dex_testing.clusterstack import (
     dex_stack,
     register_version,
     register_with_contract,
+    write_online,
 )
 from dex_testing.devcluster import take_snapshot
 from dex_testing.devcluster.node import RUN_DIR
@@ -33,6 +34,7 @@ __all__ = [
     "DexCluster",
     "register_version",
     "register_with_contract",
+    "write_online",
 ]
 
 

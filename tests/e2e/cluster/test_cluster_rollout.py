@@ -25,7 +25,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -46,6 +45,7 @@ from .conftest import (
     DexCluster,
     register_version,
     register_with_contract,
+    write_online,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(name="node")]
@@ -410,17 +410,8 @@ FEATURED_MODEL = "e2e-churn"  # registered model whose versions carry feature co
 CUSTOMERS = list(range(5001, 5041))
 
 
-def write_online(cluster: DexCluster, view: str, columns: dict[str, list[Any]]) -> None:
-    """Rows into the online store through Feast's feature server, as materialization does."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    stamps = {
-        "event_timestamp": [now] * len(CUSTOMERS),
-        "created_timestamp": [now] * len(CUSTOMERS),
-    }
-    body = {"feature_view_name": view, "df": {"customer_id": CUSTOMERS, **columns, **stamps}}
-    httpx.post(
-        f"{cluster.feast_feature_server}/write-to-online-store", json=body, timeout=60
-    ).raise_for_status()
+def write_view(cluster: DexCluster, view: str, columns: dict[str, list[Any]]) -> None:
+    write_online(cluster, view, {"customer_id": CUSTOMERS}, columns)
 
 
 @pytest.fixture(scope="module")
@@ -430,7 +421,7 @@ def featured(dex_cluster: DexCluster) -> dict[str, tuple[str, dict[int, float]]]
     features, as the registered model computes it)."""
     rng = random.Random(11)
     n = len(CUSTOMERS)
-    write_online(
+    write_view(
         dex_cluster,
         "customer_profile",
         {
@@ -441,7 +432,7 @@ def featured(dex_cluster: DexCluster) -> dict[str, tuple[str, dict[int, float]]]
             "age": [rng.randint(18, 80) for _ in range(n)],
         },
     )
-    write_online(
+    write_view(
         dex_cluster,
         "customer_activity",
         {

@@ -1,6 +1,6 @@
 """DEX on a real node, driven as a user drives it: ``kubectl`` and HTTP to Services.
 
-The operator runs as a pod from ``manifests/dev-node`` (``kubectl apply --server-side -k``),
+The operator runs as a pod from ``kustomize/overlays/dev`` (``kubectl apply --server-side -k``),
 with its ServiceAccount, ClusterRole and probes; its metrics are scraped through its Service.
 A DexModel names version 1 of a model registered in an MLflow server that runs in the
 cluster; the operator pod resolves it there and renders that version's InferenceService,
@@ -257,3 +257,120 @@ def test_serving_image_missing_on_the_node_is_reported_on_the_dexmodel(
 
     obj = eventually(recovered, timeout=180, interval=0.5, what="image loaded: served")
     assert obj["status"]["phase"] == "Promoted"
+
+
+PLATFORM = {"dex-operator", "dex-feast", "dex-feast-redis", "mlflow", "dex-monitor"}
+MONITORED = "churn-classifier"  # the registered model the overlay's monitor watches (@champion)
+PLATFORM_CUSTOMERS = list(range(7001, 7021))
+
+
+def test_the_dev_overlay_serves_feature_enriched_predictions_the_monitor_counts(
+    dex_cluster: DexCluster,
+) -> None:
+    """The dev overlay, applied as a user applies it (the stack did: ``kubectl apply
+    --server-side -k kustomize/overlays/dev``), is a working DEX: every Deployment Available;
+    a model registered in its MLflow as the monitor's champion, served by a DexModel whose
+    transformer reads the platform's Feast (online store in its Redis); a prediction through
+    the transformer's Service equals the registered model on those features, and the
+    platform's monitor counts the inference events the transformer sent it."""
+    import random
+
+    from dex.contract import FeatureContract
+    from dex.features import feature_refs, open_remote_store
+    from dex_testing import SOURCE_ROOT
+
+    from .conftest import register_with_contract, write_online
+
+    kubectl = dex_cluster.kubectl
+    deployments = kubectl.json("deployments", "-n", "dex-system")["items"]
+    assert {d["metadata"]["name"] for d in deployments} == PLATFORM
+    for deployment in deployments:
+        assert is_true(deployment, "Available"), deployment["metadata"]["name"]
+
+    rng = random.Random(5)
+    n = len(PLATFORM_CUSTOMERS)
+    profile = {
+        "tenure_months": [rng.randint(1, 72) for _ in range(n)],
+        "monthly_charges": [round(rng.uniform(10, 120), 2) for _ in range(n)],
+        "plan_tier": [rng.randint(0, 2) for _ in range(n)],
+        "contract_months": [rng.choice([1, 12, 24]) for _ in range(n)],
+        "age": [rng.randint(18, 80) for _ in range(n)],
+    }
+    write_online(dex_cluster, "customer_profile", {"customer_id": PLATFORM_CUSTOMERS}, profile)
+    store = open_remote_store(
+        SOURCE_ROOT / "feature_repo",
+        dex_cluster.feast_registry_server,
+        dex_cluster.feast_feature_server,
+    )
+    service = "churn_profile_only"
+    refs = feature_refs(store, service)
+    columns = [ref.split(":", 1)[1] for ref in refs]
+    online = store.get_online_features(
+        features=refs, entity_rows=[{"customer_id": c} for c in PLATFORM_CUSTOMERS]
+    ).to_dict()
+    rows = [[float(online[c][i]) for c in columns] for i in range(n)]
+    contract = FeatureContract(
+        feature_service=service,
+        feature_refs=refs,
+        feature_columns=columns,
+        entity_key="customer_id",
+        label="churned",
+    )
+    version, probabilities = register_with_contract(
+        dex_cluster.mlflow_url, MONITORED, contract.to_tags(), columns, rows, 3, alias="champion"
+    )
+
+    name = "platform"
+    obj = dexmodel(name, dex_cluster, dex_cluster.serving_image)
+    obj["spec"]["model"].update(name=MONITORED, version=version)
+    obj["spec"]["features"] = {
+        "featureService": service,
+        "entityKey": "customer_id",
+        "image": dex_cluster.serving_image,
+    }
+    # The monitor by its Service's DNS name, as the samples name it: pods resolve it.
+    obj["spec"]["serving"]["logger"] = {"url": "http://dex-monitor.dex-system.svc:8080/events"}
+    isvc = f"{name}-v{version}"
+    try:
+        kubectl.apply(obj)
+
+        def ready() -> bool:
+            return is_true(kubectl.json("dexmodel", name, "-n", NAMESPACE), "Ready")
+
+        selector = f"serving.kserve.io/inferenceservice={isvc}"
+        try:
+            eventually(ready, timeout=300, interval=0.5, what=f"DexModel {name} Ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{kubectl.diagnose(NAMESPACE, selector)}") from exc
+
+        transformer = kubectl.cluster_ip(NAMESPACE, f"{isvc}-transformer")
+        customers = PLATFORM_CUSTOMERS[:5]
+        body = {
+            "inputs": [
+                {
+                    "name": "customer_id",
+                    "datatype": "INT64",
+                    "shape": [len(customers)],
+                    "data": customers,
+                }
+            ]
+        }
+        answer = httpx.post(f"http://{transformer}/v2/models/{name}/infer", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        got = next(o for o in answer.json()["outputs"] if o["name"] == "probability")["data"]
+        assert got == pytest.approx(probabilities[: len(customers)], abs=1e-9)
+
+        monitor = kubectl.cluster_ip("dex-system", "dex-monitor")
+
+        def counted() -> dict[str, int] | None:
+            counts: dict[str, int] = httpx.get(
+                f"http://{monitor}:8080/events/count", timeout=5
+            ).json()
+            return counts if counts["rows"] >= len(customers) else None
+
+        counts = eventually(counted, timeout=120, what="the monitor storing the inference")
+        assert counts["events"] >= 2  # the request and the response of the inference
+        ready_monitor = httpx.get(f"http://{monitor}:8080/readyz", timeout=5).json()
+        assert (ready_monitor["model"], ready_monitor["version"]) == (MONITORED, version)
+    finally:
+        kubectl("delete", "dexmodel", name, "-n", NAMESPACE, "--timeout=120s", check=False)

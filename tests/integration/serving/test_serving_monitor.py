@@ -99,10 +99,10 @@ def test_drifted_batch_is_flagged_and_normal_batch_is_not(
 
 
 class _Monitor:
-    def __init__(self, world: World, state_dir: Path, port: int) -> None:
+    def __init__(self, world: World, state_dir: Path, port: int, model: str | None = None) -> None:
         self.argv = [
             sys.executable, "-m", "dex_serving.run", "monitor",
-            "--model", world.model, "--tracking-uri", world.tracking_uri,
+            "--model", model or world.model, "--tracking-uri", world.tracking_uri,
             "--state-dir", str(state_dir), "--port", str(port),
             "--interval", "3600", "--trigger-command", "",
         ]  # fmt: skip
@@ -124,6 +124,49 @@ class _Monitor:
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop(grace=20)
+
+
+def test_monitor_is_ready_before_its_model_is_registered(world: World, tmp_path: Path) -> None:
+    """A platform installs the monitor before any model exists: it must become Ready, refuse
+    events with a 503 the sender retries (nothing acknowledged is dropped), and take them once
+    the registry has the model."""
+    import mlflow
+
+    name = world.model.removeprefix("models:/").split("@")[0].split("/")[0]
+    alias = f"later-{uuid.uuid4().hex[:8]}"
+    monitor = _Monitor(world, tmp_path / "monitor", free_ports(1)[0], f"models:/{name}@{alias}")
+    event = CloudEvent(
+        id=str(uuid.uuid4()),
+        source="test/lazy",
+        type=REQUEST_TYPE,
+        inferenceservicename=name,
+        modelversion="1",
+        data={"instances": [dict.fromkeys(world.feature_columns, 1.0)]},
+    )
+
+    def post() -> httpx.Response:
+        return httpx.post(
+            monitor.url, content=json.dumps(event.data).encode(), headers=event.binary_headers()
+        )
+
+    client = mlflow.MlflowClient(tracking_uri=world.tracking_uri, registry_uri=world.tracking_uri)
+    monitor.start()
+    try:
+        ready = httpx.get(f"{monitor.url}/readyz").json()
+        assert ready["ready"] is True, ready
+        assert ready["version"] is None, ready
+        refused = post()
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["reason"] == "model"
+        assert _counts(monitor.url)["events"] == 0
+        client.set_registered_model_alias(name, alias, "1")
+        accepted = post()
+        assert accepted.status_code == 200, accepted.text
+        assert _counts(monitor.url)["events"] == 1
+        assert httpx.get(f"{monitor.url}/readyz").json()["version"] == "1"
+    finally:
+        monitor.stop()
+        client.delete_registered_model_alias(name, alias)
 
 
 def test_no_acknowledged_event_is_lost_across_a_monitor_crash(world: World, tmp_path: Path) -> None:

@@ -242,7 +242,9 @@ def test_dexmodel_failed_phase_without_degraded_condition_uses_status_message(
 
 @pytest.mark.parametrize(
     "path",
-    sorted(p for p in SAMPLES.glob("*.yaml") if p.name != "kustomization.yaml"),
+    sorted(
+        p for p in SAMPLES.glob("*.yaml") if p.name not in ("kustomization.yaml", "namespace.yaml")
+    ),
     ids=lambda p: p.stem,
 )
 def test_every_sample_starts_progressing(path: Path, health_of: HealthOf) -> None:

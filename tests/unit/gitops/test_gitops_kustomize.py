@@ -14,8 +14,14 @@ from dex_operator.config import OperatorConfig
 
 Rendered = dict[str, list[Manifest]]
 
-IMAGE = "ghcr.io/dataenginex/dex-operator"
-PINNED_TAG = {"dev": "0.1.0-dev.1", "staging": "0.1.0-rc.1", "prod": "0.1.0"}
+# dev runs what `make images` built and the dev cluster imported (never pulled); the shared
+# environments a pinned release of every DEX image.
+IMAGES = {
+    "dev": "localhost/dex/{name}:dev",
+    "staging": "ghcr.io/dataenginex/{name}:0.1.0-rc.1",
+    "prod": "ghcr.io/dataenginex/{name}:0.1.0",
+}
+PLATFORM = {"dex-operator", "dex-feast", "dex-feast-redis", "mlflow", "dex-monitor"}
 CRD_DIR = REPO / "manifests" / "crd"
 
 
@@ -36,7 +42,7 @@ def operator_container(objs: list[Manifest]) -> dict[str, Any]:
 
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container.get("env", [])}
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
 def group_of(obj: Manifest) -> str:
@@ -67,14 +73,86 @@ def test_overlay_installs_crds_rbac_and_operator(env: str, rendered: Rendered) -
     assert one(objs, "Role", "dex-operator-kserve-config")["metadata"]["namespace"] == "kserve"
 
 
+def containers(objs: list[Manifest]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (d["metadata"]["name"], c["name"]): c
+        for d in find(objs, "Deployment")
+        for key in ("initContainers", "containers")
+        for c in d["spec"]["template"]["spec"].get(key, [])
+    }
+
+
 @pytest.mark.parametrize("env", ENVS)
-def test_overlay_pins_its_image_tag(env: str, rendered: Rendered) -> None:
-    assert operator_container(rendered[env])["image"] == f"{IMAGE}:{PINNED_TAG[env]}"
+def test_overlay_installs_the_whole_platform(env: str, rendered: Rendered) -> None:
+    objs = rendered[env]
+    assert {d["metadata"]["name"] for d in find(objs, "Deployment")} == PLATFORM
+    services = {o["metadata"]["name"]: o for o in find(objs, "Service")}
+    assert set(services) >= {"dex-feast", "dex-feast-redis", "mlflow", "dex-monitor"}
+    for deployment in find(objs, "Deployment"):
+        # Every Deployment lives in dex-system and every Service selects pods of one.
+        assert deployment["metadata"]["namespace"] == "dex-system"
+    selected = {s["spec"]["selector"]["app.kubernetes.io/name"] for s in services.values()}
+    assert selected <= PLATFORM
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_operator_and_transformers_name_the_platform_services(env: str, rendered: Rendered) -> None:
+    """The URLs the operator is given (and defaults to) are Services this overlay installs,
+    on ports those Services expose."""
+    objs = rendered[env]
+    ports = {
+        (s["metadata"]["name"], s["metadata"]["namespace"], p["port"])
+        for s in find(objs, "Service")
+        for p in s["spec"]["ports"]
+    }
+    settings = env_of(operator_container(objs))
+    defaults = OperatorConfig.model_construct()
+    for url in (
+        settings["DEX_MLFLOW_URL"],
+        settings["DEX_MONITOR_URL"],
+        defaults.mlflow_url,
+        defaults.monitor_url,
+        defaults.feast_feature_server,
+        f"grpc://{defaults.feast_registry_server}",
+    ):
+        host, port = url.split("://")[1].split("/")[0].rsplit(":", 1)
+        service, namespace = host.split(".")[:2]
+        assert (service, namespace, int(port)) in ports, url
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_overlay_pins_every_image(env: str, rendered: Rendered) -> None:
+    for (deployment, name), container in containers(rendered[env]).items():
+        image = container["image"]
+        if deployment == "dex-feast-redis":
+            assert image.endswith(":dev" if env == "dev" else ":7.2"), image
+            continue
+        repository = image.rpartition(":")[0].rpartition("/")[2]
+        assert image == IMAGES[env].format(name=repository), (deployment, name)
+        pull = container["imagePullPolicy"]
+        assert pull == ("Never" if env == "dev" else "IfNotPresent"), (deployment, name)
 
 
 def test_each_environment_runs_a_different_pinned_image() -> None:
-    assert len(set(PINNED_TAG.values())) == len(ENVS)
-    assert all(tag != "latest" for tag in PINNED_TAG.values())
+    assert len(set(IMAGES.values())) == len(ENVS)
+    assert all(":latest" not in image for image in IMAGES.values())
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_shared_environments_keep_mlflow_in_postgres_and_object_storage(
+    env: str, rendered: Rendered
+) -> None:
+    mlflow = containers(rendered[env])[("mlflow", "mlflow")]
+    from_secret = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in mlflow["env"] if "valueFrom" in e
+    }
+    assert from_secret == {
+        "MLFLOW_BACKEND_STORE_URI": {"name": "mlflow-store", "key": "backend-store-uri"},
+        "MLFLOW_ARTIFACTS_DESTINATION": {"name": "mlflow-store", "key": "artifacts-destination"},
+    }
+    assert one(rendered[env], "Deployment", "mlflow")["spec"]["strategy"]["type"] == (
+        "RollingUpdate"
+    )
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -108,21 +186,14 @@ def test_operator_env_vars_are_operator_settings(env: str, rendered: Rendered) -
     assert not unknown
 
 
-def test_dev_debug_logging_and_samples(rendered: Rendered) -> None:
-    objs = rendered["dev"]
-    assert env_of(operator_container(objs))["DEX_LOG_LEVEL"] == "DEBUG"
-    one(objs, "Namespace", "dex")
-    samples = find(objs, "DexModel") + find(objs, "DexPipeline")
-    assert {o["metadata"]["name"] for o in samples} >= {"churn", "churn-retrain"}
-    for obj in samples:
-        assert obj["metadata"]["namespace"] == "dex"
-        assert obj["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
+def test_dev_debug_logging(rendered: Rendered) -> None:
+    assert env_of(operator_container(rendered["dev"]))["DEX_LOG_LEVEL"] == "DEBUG"
 
 
-@pytest.mark.parametrize("env", ["staging", "prod"])
-def test_shared_environments_ship_no_samples(env: str, rendered: Rendered) -> None:
+@pytest.mark.parametrize("env", ENVS)
+def test_no_environment_ships_samples(env: str, rendered: Rendered) -> None:
+    # Every sample DexModel starts InferenceServices: samples are applied on purpose only.
     assert not find(rendered[env], "DexModel") + find(rendered[env], "DexPipeline")
-    assert not find(rendered[env], "Namespace", "dex")
 
 
 def test_prod_is_sized_and_protects_its_crds(rendered: Rendered) -> None:
