@@ -17,6 +17,9 @@ case "${1:-}" in
     [[ -x "$(bash tools/kserve/build.sh --print-dir)/manager" ]] || cold+=(kserve)
     [[ -x "$(bash tools/gateway/build.sh --print-dir)/traefik" ]] || cold+=(gateway)
     [[ -x "$(bash tools/coredns/build.sh --print-dir)/coredns" ]] || cold+=(coredns)
+    # KFP's backend and Argo CD: Go builds too (Argo CD's fetches its Go toolchain first).
+    [[ -x "$(bash tools/kfp/build.sh --print-dir)/bin/apiserver" ]] || cold+=(kfp)
+    [[ -x "$(bash tools/argocd/build.sh --print-dir)/bin/argocd" ]] || cold+=(argocd)
     # Go's own build cache decides most of the Kubernetes build time: a machine that built
     # Go before (another checkout, an earlier cache) is not as cold as a fresh one.
     gocache=$(go env GOCACHE 2>/dev/null || true)

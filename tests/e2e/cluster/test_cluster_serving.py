@@ -11,8 +11,10 @@ DexModel's HTTPRoute on the Gateway.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -374,3 +376,102 @@ def test_the_dev_overlay_serves_feature_enriched_predictions_the_monitor_counts(
         assert (ready_monitor["model"], ready_monitor["version"]) == (MONITORED, version)
     finally:
         kubectl("delete", "dexmodel", name, "-n", NAMESPACE, "--timeout=120s", check=False)
+
+
+def test_argo_cd_syncs_the_dev_overlay_from_git_to_healthy_and_self_heals_it(
+    dex_cluster: DexCluster, tmp_path: Path
+) -> None:
+    """The real Argo CD (``make argocd``) tracks this checkout's deployment tree, committed
+    to a local git repository, at ``kustomize/overlays/dev`` with the dev Application's sync
+    policy and ignoreDifferences. It takes over the platform installed above (server-side
+    apply: the same fields, another manager) without restarting it: Synced, and Healthy from
+    Argo CD's own health of every Deployment, Service and DexModel CRD. A hand edit of a
+    managed field (the Redis NetworkPolicy's port) is reverted by self-heal."""
+    import os
+
+    import yaml
+
+    from dex_testing import SOURCE_ROOT
+    from dex_testing.argocd import IN_CLUSTER, ArgoCD, MissingArgoCDError, find_argocd
+
+    try:
+        find_argocd()
+    except MissingArgoCDError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    kubectl = dex_cluster.kubectl
+    listed = subprocess.run(
+        ["git", "-C", str(SOURCE_ROOT), "ls-files", "-co", "--exclude-standard",
+         "manifests", "kustomize"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    files = {path: (SOURCE_ROOT / path).read_text() for path in listed}
+    dev = yaml.safe_load((SOURCE_ROOT / "kustomize/argocd/applications/dev.yaml").read_text())
+    pods_before = {p["metadata"]["name"] for p in kubectl.json("pods", "-n", "dex-system")["items"]}
+    with ArgoCD(kubectl.kubeconfig, tmp_path / "argocd") as argo:
+        revision = argo.commit("dex", files, "DEX's deployment tree")
+        app = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": "dex-dev", "namespace": "argocd"},
+            "spec": {
+                "project": "default",
+                "source": {
+                    "repoURL": argo.repo_url("dex"),
+                    "targetRevision": "main",
+                    "path": dev["spec"]["source"]["path"],
+                },
+                "destination": {"server": IN_CLUSTER, "namespace": "dex-system"},
+                "syncPolicy": dev["spec"]["syncPolicy"],
+                "ignoreDifferences": dev["spec"]["ignoreDifferences"],
+            },
+        }
+        began = time.monotonic()
+        kubectl.apply(app)
+
+        def status() -> dict[str, Any]:
+            got: dict[str, Any] = kubectl.json("application", "dex-dev", "-n", "argocd")
+            return got.get("status") or {}
+
+        def healthy() -> dict[str, Any] | None:
+            now = status()
+            sync, health = now.get("sync", {}), now.get("health", {})
+            if sync.get("status") == "Synced" and health.get("status") == "Healthy":
+                return now
+            return None
+
+        try:
+            synced = eventually(healthy, timeout=180, what="Application dex-dev Synced, Healthy")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{json.dumps(status(), indent=1)[-6000:]}") from exc
+        dex_cluster.timings["argocd_synced_healthy_s"] = round(time.monotonic() - began, 1)
+        assert synced["sync"]["revision"] == revision
+        kinds = {(r["kind"], r["name"]) for r in synced["resources"]}
+        for name in PLATFORM:
+            assert ("Deployment", name) in kinds, name
+        for resource in synced["resources"]:
+            assert resource["status"] == "Synced", resource
+            if resource["kind"] == "Deployment":
+                assert resource["health"]["status"] == "Healthy", resource
+        # Taking over changed no pod template: nothing restarted.
+        pods_after = {
+            p["metadata"]["name"] for p in kubectl.json("pods", "-n", "dex-system")["items"]
+        }
+        assert pods_after == pods_before
+
+        edited = kubectl(
+            "patch", "networkpolicy", "dex-feast-redis", "-n", "dex-system", "--type=json",
+            "-p", '[{"op": "replace", "path": "/spec/ingress/0/ports/0/port", "value": 6380}]',
+            "-o", "json",
+        ).stdout  # fmt: skip
+        assert json.loads(edited)["spec"]["ingress"][0]["ports"][0]["port"] == 6380
+
+        def reverted() -> bool:
+            policy = kubectl.json("networkpolicy", "dex-feast-redis", "-n", "dex-system")
+            return bool(policy["spec"]["ingress"][0]["ports"][0]["port"] == "redis")
+
+        began = time.monotonic()
+        eventually(reverted, timeout=120, what="self-heal reverting the NetworkPolicy edit")
+        dex_cluster.timings["argocd_self_heal_s"] = round(time.monotonic() - began, 1)
+        kubectl("delete", "application", "dex-dev", "-n", "argocd", "--wait=true", "--timeout=60s")
