@@ -283,6 +283,41 @@ def write_online(
     ).raise_for_status()
 
 
+def register_on_online_features(
+    cluster: DexCluster,
+    model: str,
+    service: str,
+    customers: list[int],
+    seed: int,
+    alias: str | None = None,
+) -> tuple[str, list[float]]:
+    """A version of ``model`` trained on feature service ``service`` and carrying its feature
+    contract, fitted around ``customers``' online features as the platform's Feast serves them
+    (what a transformer will read); its version and each customer's probability."""
+    from dex.contract import FeatureContract
+    from dex.features import feature_refs, open_remote_store
+
+    store = open_remote_store(
+        SOURCE_ROOT / "feature_repo", cluster.feast_registry_server, cluster.feast_feature_server
+    )
+    refs = feature_refs(store, service)
+    columns = [ref.split(":", 1)[1] for ref in refs]
+    online = store.get_online_features(
+        features=refs, entity_rows=[{"customer_id": c} for c in customers]
+    ).to_dict()
+    rows = [[float(online[c][i]) for c in columns] for i in range(len(customers))]
+    contract = FeatureContract(
+        feature_service=service,
+        feature_refs=refs,
+        feature_columns=columns,
+        entity_key="customer_id",
+        label="churned",
+    )
+    return register_with_contract(
+        cluster.mlflow_url, model, contract.to_tags(), columns, rows, seed, alias=alias
+    )
+
+
 def _register_model(mlflow_url: str) -> Expected:
     return Expected(**_run_registration(mlflow_url, seed=7))
 

@@ -625,7 +625,7 @@ class NodeStarter:
 
 # Imported images are also tagged `<repository>:dev`: a content-keyed tag such as
 # localhost/dex/dex-operator:2b5afa8e4d169b82 changes with the tree, and a manifest meant for
-# the dev node (manifests/dev-node) names the image it runs without knowing the key.
+# the dev node (kustomize/overlays/dev) names the image it runs without knowing the key.
 DEV_TAG = "dev"
 
 

@@ -19,8 +19,8 @@ from dex_testing.clusterstack import (
     DexCluster,
     StackUnavailableError,
     dex_stack,
+    register_on_online_features,
     register_version,
-    register_with_contract,
     write_online,
 )
 from dex_testing.devcluster import take_snapshot
@@ -32,8 +32,8 @@ __all__ = [
     "NAMESPACE",
     "SERVING_RESOURCES",
     "DexCluster",
+    "register_on_online_features",
     "register_version",
-    "register_with_contract",
     "write_online",
 ]
 

@@ -31,10 +31,7 @@ import httpx
 import pytest
 from kubernetes import client, config, watch
 
-from dex.contract import FeatureContract
-from dex.features import feature_refs, open_remote_store
 from dex.metrics import DRIFT_SHARE, MODEL_LABELS
-from dex_testing import SOURCE_ROOT
 from dexctl.polling import eventually
 
 from .conftest import (
@@ -43,8 +40,8 @@ from .conftest import (
     NAMESPACE,
     SERVING_RESOURCES,
     DexCluster,
+    register_on_online_features,
     register_version,
-    register_with_contract,
     write_online,
 )
 
@@ -443,28 +440,10 @@ def featured(dex_cluster: DexCluster) -> dict[str, tuple[str, dict[int, float]]]
             "days_since_last_login": [rng.randint(0, 30) for _ in range(n)],
         },
     )
-    store = open_remote_store(
-        SOURCE_ROOT / "feature_repo",
-        dex_cluster.feast_registry_server,
-        dex_cluster.feast_feature_server,
-    )
     out: dict[str, tuple[str, dict[int, float]]] = {}
     for seed, service in enumerate(["churn_profile_only", "churn_v1"]):
-        refs = feature_refs(store, service)
-        columns = [ref.split(":", 1)[1] for ref in refs]
-        online = store.get_online_features(
-            features=refs, entity_rows=[{"customer_id": c} for c in CUSTOMERS]
-        ).to_dict()
-        rows = [[float(online[c][i]) for c in columns] for i in range(n)]
-        contract = FeatureContract(
-            feature_service=service,
-            feature_refs=refs,
-            feature_columns=columns,
-            entity_key="customer_id",
-            label="churned",
-        )
-        version, probabilities = register_with_contract(
-            dex_cluster.mlflow_url, FEATURED_MODEL, contract.to_tags(), columns, rows, seed
+        version, probabilities = register_on_online_features(
+            dex_cluster, FEATURED_MODEL, service, CUSTOMERS, seed
         )
         out[version] = (service, dict(zip(CUSTOMERS, probabilities, strict=True)))
     return out

@@ -277,11 +277,7 @@ def test_the_dev_overlay_serves_feature_enriched_predictions_the_monitor_counts(
     platform's monitor counts the inference events the transformer sent it."""
     import random
 
-    from dex.contract import FeatureContract
-    from dex.features import feature_refs, open_remote_store
-    from dex_testing import SOURCE_ROOT
-
-    from .conftest import register_with_contract, write_online
+    from .conftest import register_on_online_features, write_online
 
     kubectl = dex_cluster.kubectl
     deployments = kubectl.json("deployments", "-n", "dex-system")["items"]
@@ -299,27 +295,9 @@ def test_the_dev_overlay_serves_feature_enriched_predictions_the_monitor_counts(
         "age": [rng.randint(18, 80) for _ in range(n)],
     }
     write_online(dex_cluster, "customer_profile", {"customer_id": PLATFORM_CUSTOMERS}, profile)
-    store = open_remote_store(
-        SOURCE_ROOT / "feature_repo",
-        dex_cluster.feast_registry_server,
-        dex_cluster.feast_feature_server,
-    )
     service = "churn_profile_only"
-    refs = feature_refs(store, service)
-    columns = [ref.split(":", 1)[1] for ref in refs]
-    online = store.get_online_features(
-        features=refs, entity_rows=[{"customer_id": c} for c in PLATFORM_CUSTOMERS]
-    ).to_dict()
-    rows = [[float(online[c][i]) for c in columns] for i in range(n)]
-    contract = FeatureContract(
-        feature_service=service,
-        feature_refs=refs,
-        feature_columns=columns,
-        entity_key="customer_id",
-        label="churned",
-    )
-    version, probabilities = register_with_contract(
-        dex_cluster.mlflow_url, MONITORED, contract.to_tags(), columns, rows, 3, alias="champion"
+    version, probabilities = register_on_online_features(
+        dex_cluster, MONITORED, service, PLATFORM_CUSTOMERS, seed=3, alias="champion"
     )
 
     name = "platform"
