@@ -110,6 +110,12 @@ kfp: ## KFP 2.17's backend (API server, agents, driver, launcher) from its sourc
 	bash tools/system-deps.sh kfp
 	bash tools/kfp/build.sh
 
+.PHONY: kfp-ui
+kfp-ui: ## KFP 2.17's UI (React app + its Node server) from its source + Chromium, to see runs as users do
+	@echo '==> kfp-ui: Debian packages (system-deps kfpui), then the KFP 2.17.0 UI from its source (built once, cached)'
+	bash tools/system-deps.sh kfpui
+	bash tools/kfp-ui/build.sh
+
 .PHONY: argocd
 argocd: ## Argo CD 3.6's application controller + repo server (+ kustomize) from their Go modules + Redis, for the tests
 	@echo '==> argocd: Debian packages (system-deps argocd), then Argo CD 3.6.1 from its Go module (built once, cached)'
