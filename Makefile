@@ -116,6 +116,11 @@ kfp-ui: ## KFP 2.17's UI (React app + its Node server) from its source + Chromiu
 	bash tools/system-deps.sh kfpui
 	bash tools/kfp-ui/build.sh
 
+.PHONY: argo-workflows
+argo-workflows: ## Argo Workflows v4.0.5's workflow controller + argoexec from their Go module, for the KFP run tests
+	@echo '==> argo-workflows: Argo Workflows v4.0.5 (workflow-controller, argoexec) from its Go module (built once, cached)'
+	bash tools/argo-workflows/build.sh
+
 .PHONY: argocd
 argocd: ## Argo CD 3.6's application controller + repo server (+ kustomize) from their Go modules + Redis, for the tests
 	@echo '==> argocd: Debian packages (system-deps argocd), then Argo CD 3.6.1 from its Go module (built once, cached)'
@@ -152,7 +157,7 @@ test-clock:
 
 # test-clock first: `make bench` prints how long whole runs take, cold and warm.
 # The cluster tier needs the node binaries and DEX's images: both cached (seconds when current).
-test: test-clock setup system-deps envtest node coredns gateway kserve kfp argocd checkov images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
+test: test-clock setup system-deps envtest node coredns gateway kserve kfp argo-workflows argocd checkov images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  bash tools/test-clock.sh stop $$status; exit $$status
