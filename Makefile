@@ -116,6 +116,11 @@ kfp-ui: ## KFP 2.17's UI (React app + its Node server) from its source + Chromiu
 	bash tools/system-deps.sh kfpui
 	bash tools/kfp-ui/build.sh
 
+.PHONY: mlmd
+mlmd: setup ## ML Metadata's store (PyPI ml-metadata, own venv) served over gRPC, for the KFP driver
+	@echo '==> mlmd: ml-metadata (hash-pinned) in its own venv in ~/.cache/dex/mlmd (installed once per pin)'
+	bash tools/mlmd/install.sh
+
 .PHONY: argo-workflows
 argo-workflows: ## Argo Workflows v4.0.5's workflow controller + argoexec from their Go module, for the KFP run tests
 	@echo '==> argo-workflows: Argo Workflows v4.0.5 (workflow-controller, argoexec) from its Go module (built once, cached)'
