@@ -162,7 +162,7 @@ test-clock:
 
 # test-clock first: `make bench` prints how long whole runs take, cold and warm.
 # The cluster tier needs the node binaries and DEX's images: both cached (seconds when current).
-test: test-clock setup system-deps envtest node coredns gateway kserve kfp argo-workflows argocd checkov images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
+test: test-clock setup system-deps envtest node coredns gateway kserve kfp kfp-ui mlmd argo-workflows argocd checkov images lint typecheck ## system packages, node, images, lint, mypy --strict and the whole pytest suite
 	@echo '==> test: pytest, 2 workers (unit, integration, e2e)'
 	@status=0; $(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
 	  bash tools/test-clock.sh stop $$status; exit $$status
@@ -171,7 +171,7 @@ unit: setup ## fast tests only
 	@echo '==> unit: pytest tests/unit'
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup envtest node coredns gateway kserve images ## benchmarks, printed as tables
+bench: setup envtest node coredns gateway kserve kfp images ## benchmarks, printed as tables
 	@echo '==> bench: python -m benchmarks'
 	$(BIN)/python -m benchmarks
 

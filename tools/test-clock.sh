@@ -20,6 +20,10 @@ case "${1:-}" in
     # KFP's backend and Argo CD: Go builds too (Argo CD's fetches its Go toolchain first).
     [[ -x "$(bash tools/kfp/build.sh --print-dir)/bin/apiserver" ]] || cold+=(kfp)
     [[ -x "$(bash tools/argocd/build.sh --print-dir)/bin/argocd" ]] || cold+=(argocd)
+    [[ -x "$(bash tools/argo-workflows/build.sh --print-dir)/bin/workflow-controller" ]] ||
+      cold+=(argo-workflows)
+    # The KFP UI: an npm install and a vite build of its React app.
+    [[ -f "$(bash tools/kfp-ui/build.sh --print-dir)/.dex-built" ]] || cold+=(kfp-ui)
     # Go's own build cache decides most of the Kubernetes build time: a machine that built
     # Go before (another checkout, an earlier cache) is not as cold as a fresh one.
     gocache=$(go env GOCACHE 2>/dev/null || true)

@@ -141,7 +141,12 @@ class KfpClient:
         pipeline_id = self.pipeline_id(pipeline)
         if pipeline_id is None:
             try:
-                created = self._upload("/pipelines/upload", {"name": pipeline}, package)
+                # The pipeline alone: KFP's upload endpoint would also make a first version
+                # named like the pipeline (no content hash), which the KFP UI can show as the
+                # pipeline's newest version next to the one DEX runs.
+                created = self._call(
+                    "POST", "/pipelines", json={"name": pipeline, "display_name": pipeline}
+                )
                 pipeline_id = str(created["pipeline_id"])
             except KfpError as exc:
                 if exc.status != 409:

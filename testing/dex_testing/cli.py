@@ -65,7 +65,8 @@ def up(
     kfp: bool = typer.Option(
         False,
         help="Also run the Kubeflow Pipelines 2.17 backend against it: API server, MariaDB and "
-        "an S3 store on 127.0.0.1 (make kfp); prints the API URL the KFP client and UI use.",
+        "an S3 store on 127.0.0.1 (make kfp), and KFP's UI when built (make kfp-ui); prints "
+        "the API URL the KFP client uses and the UI's URL.",
     ),
     timeout: float = typer.Option(60.0, help="Seconds to wait for readiness."),
     build: bool = typer.Option(
@@ -113,7 +114,7 @@ def up(
         # start() already stopped what it had started (and restored the machine).
         console.print(f"[red]dev cluster not started[/]: {exc}")
         raise typer.Exit(1) from None
-    kfp_url = _start_kfp(state, folder, timeout, progress) if kfp else None
+    kfp_url, ui_url = _start_kfp(state, folder, timeout, progress) if kfp else (None, None)
     _state_file().write_text(state.model_dump_json(indent=2))
     console.print(f"{state.version} ready at {state.server} in {state.startup_seconds} s")
     if state.node is not None:
@@ -124,14 +125,17 @@ def up(
         console.print(
             f"KFP API: {kfp_url} (kfp.Client(host=...); the KFP UI's ML_PIPELINE_SERVICE)"
         )
+        console.print(f"KFP UI: {ui_url}" if ui_url else "KFP UI: not built (make kfp-ui)")
     console.print(f"export KUBECONFIG={state.kubeconfig}")
 
 
 def _start_kfp(
     state: ClusterState, folder: Path, timeout: float, progress: Callable[[str], None]
-) -> str:
-    """The KFP backend next to the control plane, recorded with it so ``down`` stops it."""
+) -> tuple[str, str | None]:
+    """The KFP backend next to the control plane, and its UI when built, recorded with it so
+    ``down`` stops them; their URLs (the UI's is None when it is not built)."""
     from dex_testing.kfp_backend import KFPBackend, MissingKFPError
+    from dex_testing.kfp_ui import KFPUI, MissingKFPUIError, find_kfp_ui
 
     progress("starting the KFP backend (MariaDB, S3 store, API server)")
     backend = KFPBackend(
@@ -153,7 +157,22 @@ def _start_kfp(
             "kfp-s3": backend.s3_port,
         }
     )
-    return backend.url
+    try:
+        find_kfp_ui()
+    except MissingKFPUIError:
+        return backend.url, None
+    progress("starting the KFP UI (its Node server, proxying to the API server)")
+    ui = KFPUI(backend.http_port, state.kubeconfig, folder / "cluster" / "kfp-ui", detached=True)
+    try:
+        ui.start()
+    except RuntimeError as exc:
+        ui.stop()
+        _clean(state)
+        console.print(f"[red]dev cluster not started[/]: KFP UI: {exc}")
+        raise typer.Exit(1) from None
+    state.processes.extend(ui.records())
+    state.ports["kfp-ui"] = ui.port
+    return backend.url, ui.url
 
 
 def _clean(state: ClusterState) -> None:

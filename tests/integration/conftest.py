@@ -96,6 +96,24 @@ def kfp_backend(
 
 
 @pytest.fixture(scope="module")
+def kfp_ui(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """KFP 2.17's own UI (``make kfp-ui``: built from its source) served on 127.0.0.1 against
+    this module's ``kfp_backend`` (``dex_testing.kfp_ui``)."""
+    from dex_testing.kfp_ui import KFPUI, MissingKFPUIError, find_kfp_ui
+
+    try:
+        find_kfp_ui()
+    except MissingKFPUIError as exc:
+        pytest.fail(str(exc))  # never a skip: these tests exist to open the real UI
+    backend = request.getfixturevalue("kfp_backend")
+    cluster: KubeCluster = request.getfixturevalue("kube_cluster")
+    with KFPUI(backend.http_port, cluster.kubeconfig, tmp_path_factory.mktemp("kfp-ui")) as ui:
+        yield ui
+
+
+@pytest.fixture(scope="module")
 def argocd(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:

@@ -126,4 +126,4 @@ for part in build server; do
   mv "$scratch/out/$part" "$dir/$part"
 done
 echo "$kfp_version $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$stamp"
-echo "kfp-ui: built in $((SECONDS - start)) s: $(du -sh "$dir" | cut -f1) in $dir"
+echo "kfp-ui: built in $((SECONDS - start)) s: $(du -sh --exclude=".build.*" "$dir" | cut -f1) in $dir"

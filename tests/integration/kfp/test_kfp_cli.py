@@ -1,5 +1,5 @@
-"""`dexctl dev cluster up --kfp` from a separate process: the KFP API answers at the printed
-URL, `status` lists its processes, and `down` stops them with the control plane, leaving no
+"""`dexctl dev cluster up --kfp` from a separate process: the KFP API and UI answer at the
+printed URLs, `status` lists their processes, and `down` stops them with the control plane, leaving no
 process or port behind."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from dex_testing.devcluster import ClusterState, leftovers, stop_recorded
 from dex_testing.kfp_backend import MissingKFPError, find_kfp
+from dex_testing.kfp_ui import MissingKFPUIError, find_kfp_ui
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,7 +31,8 @@ DEXCTL = Path(sys.executable).with_name("dexctl")
 def state_dir(tmp_path: Path) -> Iterator[Path]:
     try:
         find_kfp()
-    except MissingKFPError as exc:
+        find_kfp_ui()
+    except (MissingKFPError, MissingKFPUIError) as exc:
         pytest.fail(str(exc))
     folder = tmp_path / "state"
     try:
@@ -55,10 +57,15 @@ def test_cli_up_kfp_status_down(state_dir: Path) -> None:
     found = re.search(r"KFP API: (http://127\.0\.0\.1:\d+)", up.stdout)
     assert found, up.stdout
     assert httpx.get(f"{found.group(1)}/apis/v2beta1/healthz", timeout=5).status_code == 200
+    # The UI (make test builds it): its app, and the API through its proxy.
+    ui = re.search(r"KFP UI: (http://127\.0\.0\.1:\d+)", up.stdout)
+    assert ui, up.stdout
+    assert "<title>Kubeflow Pipelines</title>" in httpx.get(ui.group(1), timeout=5).text
+    assert httpx.get(f"{ui.group(1)}/apis/v2beta1/healthz", timeout=5).status_code == 200
 
     status = _dexctl(state_dir, "status")
     assert status.returncode == 0, status.stdout + status.stderr
-    for component in ("mariadb", "moto", "kfp-apiserver"):
+    for component in ("mariadb", "moto", "kfp-apiserver", "kfp-ui"):
         assert component in status.stdout
     state = ClusterState.model_validate_json((state_dir / "devcluster" / "state.json").read_text())
 

@@ -27,6 +27,9 @@ def test_versions_are_uploaded_once_per_content(kfp_backend: KFPBackend) -> None
         first = kfp.ensure_version(pipeline, PACKAGE)
         assert first.name == content_version(pipeline, PACKAGE)
         assert kfp.ensure_version(pipeline, PACKAGE) == first
+        # The pipeline holds DEX's content versions only (no version named like the pipeline).
+        listed = kfp._call("GET", f"/pipelines/{first.pipeline_id}/versions")
+        assert [v["display_name"] for v in listed["pipeline_versions"]] == [first.name]
         # Another writer uploaded the pipeline first: its upload's 409 is not an error.
         racer = f"{pipeline}-race"
         with KfpClient(kfp_backend.url) as other:
