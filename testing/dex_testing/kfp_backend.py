@@ -170,6 +170,7 @@ class KFPBackend:
         self.grpc_port = 0
         self.db_port = 0
         self.s3_port = 0
+        self._apiserver_env: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -247,6 +248,10 @@ class KFPBackend:
             "ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_HOST": "127.0.0.1",
             "ML_PIPELINE_VISUALIZATIONSERVER_SERVICE_PORT": str(visualization),
         }
+        self._start_apiserver(assets, env)
+        self._start_agents(assets, env)
+
+    def _start_apiserver(self, assets: KFPAssets, env: dict[str, str]) -> None:
         apiserver = Child(
             "kfp-apiserver",
             [
@@ -268,7 +273,16 @@ class KFPBackend:
             what=f"healthy ({healthz})",
         )
         log.info("KFP API server pid=%d at %s", apiserver.pid, self.url)
-        self._start_agents(assets, env)
+        self._apiserver_env = env
+
+    def kill_apiserver(self) -> None:
+        """SIGKILL the API server (a crash: no shutdown); its stores and agents keep running."""
+        self.children["apiserver"].kill()
+
+    def restart_apiserver(self) -> None:
+        """A new API server on the same ports and stores, as a restarted pod would be."""
+        self.children.pop("apiserver").kill()
+        self._start_apiserver(find_kfp(), self._apiserver_env)
 
     def _start_agents(self, assets: KFPAssets, env: dict[str, str]) -> None:
         """The persistence agent (Workflow status -> the run's state in KFP) and the

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import yaml
-from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 from prometheus_client.parser import text_string_to_metric_families
 
-from dex.metrics import DRIFT_SHARE, MODEL_LABELS
 from dex_testing import SOURCE_ROOT
-from dexctl.processes import free_ports
+from dex_testing.drift_endpoint import DriftEndpoint as DriftEndpoint  # the tests' import
+from dex_testing.kfp_backend import NAMESPACE as KFP_NAMESPACE
+from dexctl.polling import eventually
 
 REPO = SOURCE_ROOT
 CRD_DIR = REPO / "manifests" / "crd"
@@ -39,37 +38,6 @@ def kubectl(
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
     return result
-
-
-class DriftEndpoint:
-    """A real Prometheus text endpoint exposing the drift share gauge under the names the DEX
-    monitor uses (``dex.metrics``); tests set the values."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.gauge = Gauge(
-            DRIFT_SHARE,
-            "Share of drifted features.",
-            list(MODEL_LABELS),
-            registry=self.registry,
-        )
-        (self.port,) = free_ports(1)
-
-        class Quiet(WSGIRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server: WSGIServer = make_server(
-            "127.0.0.1", self.port, make_wsgi_app(self.registry), handler_class=Quiet
-        )
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def set(self, model: str, version: str, value: float) -> None:
-        self.gauge.labels(model, version).set(value)
 
 
 def sample_value(metrics_url: str, sample: str, labels: dict[str, str]) -> float | None:
@@ -126,6 +94,47 @@ def dexmodel(
             },
         },
     }
+
+
+def dexpipeline(namespace: str, name: str, experiment: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "dex.dataenginex.io/v1alpha1",
+        "kind": "DexPipeline",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "pipeline": {"name": "training"},
+            "parameters": {"entity_source": "/data/labels.parquet", "n_trials": "5"},
+            "schedule": "0 3 * * *",
+            "kfp": {"experiment": experiment},
+            **spec,
+        },
+    }
+
+
+def finish_workflow(kubeconfig: Path, run_id: str) -> None:
+    """Argo's part (no Argo controller in this tier): the run's Workflow Succeeded."""
+
+    def workflow() -> str | None:
+        items = get_json(
+            kubeconfig,
+            "workflows.argoproj.io",
+            "-n",
+            KFP_NAMESPACE,
+            "-l",
+            f"pipeline/runid={run_id}",
+        )["items"]
+        return items[0]["metadata"]["name"] if items else None
+
+    found = eventually(workflow, timeout=30, interval=0.3, what="the run's Workflow")
+    status = {
+        "phase": "Succeeded",
+        "startedAt": "2026-01-01T00:00:00Z",
+        "finishedAt": "2026-01-01T00:01:00Z",
+    }
+    kubectl(
+        kubeconfig, "patch", "workflows.argoproj.io", found, "-n", KFP_NAMESPACE,
+        "--type=merge", "-p", json.dumps({"status": status}),
+    )  # fmt: skip
 
 
 def apply(kubeconfig: Path, obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:

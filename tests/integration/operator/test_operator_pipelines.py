@@ -2,7 +2,8 @@
 package uploaded once per content, parameters checked and typed before anything is sent, the
 schedule as one recurring run (suspended, replaced on a change, never duplicated across an
 operator restart), status mirrored from KFP's runs, KFP unreachable reported and recovered,
-and deletion removing the recurring run."""
+KFP killed after making a run and restarted without a duplicate, and deletion removing the
+recurring run."""
 
 from __future__ import annotations
 
@@ -13,10 +14,21 @@ from typing import Any
 
 import httpx
 import pytest
-from opkit import DriftEndpoint, apply, condition, dexmodel, events_for, get_json, kubectl
+from opkit import (
+    DriftEndpoint,
+    apply,
+    condition,
+    dexmodel,
+    dexpipeline,
+    events_for,
+    finish_workflow,
+    get_json,
+    kubectl,
+)
 
 from dex_operator.kfp import KfpClient
 from dex_testing.devcluster import eventually
+from dex_testing.faults import CrashAfterWrite
 from dex_testing.kfp_backend import KFPBackend
 from dex_testing.kserve_standin import KServeStandIn
 from dexctl.processes import free_ports
@@ -28,21 +40,6 @@ pytestmark = [
 ]
 
 API = "/apis/v2beta1"
-
-
-def dexpipeline(namespace: str, name: str, experiment: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "dex.dataenginex.io/v1alpha1",
-        "kind": "DexPipeline",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "pipeline": {"name": "training"},
-            "parameters": {"entity_source": "/data/labels.parquet", "n_trials": "5"},
-            "schedule": "0 3 * * *",
-            "kfp": {"experiment": experiment},
-            **spec,
-        },
-    }
 
 
 def dp(kubeconfig: Path, namespace: str, name: str) -> dict[str, Any]:
@@ -337,28 +334,75 @@ def test_a_drift_crossing_starts_exactly_one_run(
     kubectl(kubeconfig, "delete", "dm", model, "-n", namespace, "--timeout=60s")
 
 
-def finish_workflow(kubeconfig: Path, run_id: str) -> None:
-    """Argo's part (no Argo controller in this tier): the run's Workflow Succeeded."""
-    from dex_testing.kfp_backend import NAMESPACE as KFP_NAMESPACE
+def test_kfp_killed_after_making_the_run_makes_no_duplicate_after_restart(
+    kubeconfig: Path,
+    namespace: str,
+    kfp_backend: KFPBackend,
+    pipeline_operator: Any,
+    kserve: KServeStandIn,
+    drift: DriftEndpoint,
+) -> None:
+    """KFP SIGKILLed mid-reconcile, at the worst moment: the drift run's create succeeded in
+    KFP (its database has the run) and the API server died before its answer reached the
+    operator. Restarted on the same stores, the operator's retry finds the run by its key."""
+    model, name, experiment = "churn-crash", "crash", f"dex-{uuid.uuid4().hex[:6]}"
+    apply(
+        kubeconfig,
+        dexmodel(model, namespace, storage_uri="s3://models/churn/2", drift_threshold=None),
+    )
 
-    def workflow() -> str | None:
-        items = get_json(
-            kubeconfig,
-            "workflows.argoproj.io",
-            "-n",
-            KFP_NAMESPACE,
-            "-l",
-            f"pipeline/runid={run_id}",
-        )["items"]
-        return items[0]["metadata"]["name"] if items else None
+    def promoted() -> str | None:
+        status = get_json(kubeconfig, "dm", model, "-n", namespace).get("status") or {}
+        return status.get("stableVersion") if status.get("phase") == "Promoted" else None
 
-    found = eventually(workflow, timeout=30, interval=0.3, what="the run's Workflow")
-    status = {
-        "phase": "Succeeded",
-        "startedAt": "2026-01-01T00:00:00Z",
-        "finishedAt": "2026-01-01T00:01:00Z",
-    }
-    kubectl(
-        kubeconfig, "patch", "workflows.argoproj.io", found, "-n", KFP_NAMESPACE,
-        "--type=merge", "-p", json.dumps({"status": status}),
-    )  # fmt: skip
+    version = eventually(promoted, timeout=60, interval=0.3, what=f"{model} Promoted")
+    drift.set(model, version, 0.1)
+
+    def trigger() -> dict[str, Any]:
+        found: dict[str, Any] = (
+            (dp(kubeconfig, namespace, name).get("status") or {}).get("triggers") or [{}]
+        )[0]
+        return found
+
+    with CrashAfterWrite(
+        kfp_backend.url, method="POST", path_suffix=f"{API}/runs", crash=kfp_backend.kill_apiserver
+    ) as proxy:
+        obj = dexpipeline(
+            namespace, name, experiment,
+            kfp={"experiment": experiment, "endpoint": proxy.url},
+            triggers=[{"dexModel": model, "threshold": 0.3, "cooldown": "1s"}],
+        )  # fmt: skip
+        del obj["spec"]["schedule"]
+        apply(kubeconfig, obj)
+        eventually(lambda: trigger().get("driftShare") == 0.1, timeout=30, what="armed at 0.1")
+
+        drift.set(model, version, 0.6)
+        eventually(proxy.crashed.is_set, timeout=30, what="the run made, then KFP killed")
+        made = json.loads(proxy.lost_answer)["run_id"]
+
+        def degraded() -> dict[str, Any] | None:
+            cond = condition(dp(kubeconfig, namespace, name), "Degraded")
+            return cond if cond and cond["status"] == "True" else None
+
+        cond = eventually(degraded, timeout=30, interval=0.3, what="Degraded=True")
+        assert cond["reason"] == "KfpUnreachable"
+        assert trigger().get("crossings", 0) == 0  # the operator never learned of the run
+
+        kfp_backend.restart_apiserver()
+        for agent in ("persistence-agent", "scheduledworkflow"):  # they outlive the crash
+            kfp_backend.children[agent].check_alive()
+        fired = eventually(
+            lambda: trigger() if trigger().get("crossings") == 1 else None,
+            timeout=60,
+            interval=0.3,
+            what="the crossing recorded after KFP restarted",
+        )
+        assert fired["lastRunId"] == made
+        with KfpClient(kfp_backend.url) as kfp:
+            experiment_id = kfp.ensure_experiment(experiment)
+            runs = [r.run_id for r in kfp.runs(experiment_id)]
+        assert runs == [made]
+        assert condition(dp(kubeconfig, namespace, name), "Degraded")["status"] == "False"  # type: ignore[index]
+        # Deleted while its KFP endpoint (the proxy) still answers: its finalizer asks KFP.
+        kubectl(kubeconfig, "delete", "dexpipeline", name, "-n", namespace, "--timeout=60s")
+    kubectl(kubeconfig, "delete", "dm", model, "-n", namespace, "--timeout=60s")
