@@ -96,6 +96,19 @@ def dexmodel(
     }
 
 
+def promoted_dexmodel(kubeconfig: Path, namespace: str, name: str, storage_uri: str) -> str:
+    """A DexModel serving ``storage_uri`` with no drift analysis, applied and waited on until
+    Promoted (a DexPipeline's drift trigger follows its stable version); that version."""
+    apply(kubeconfig, dexmodel(name, namespace, storage_uri=storage_uri, drift_threshold=None))
+
+    def promoted() -> str | None:
+        status = get_json(kubeconfig, "dm", name, "-n", namespace).get("status") or {}
+        return status.get("stableVersion") if status.get("phase") == "Promoted" else None
+
+    version: str = eventually(promoted, timeout=60, interval=0.3, what=f"{name} Promoted")
+    return version
+
+
 def dexpipeline(namespace: str, name: str, experiment: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "dex.dataenginex.io/v1alpha1",

@@ -18,12 +18,12 @@ from opkit import (
     DriftEndpoint,
     apply,
     condition,
-    dexmodel,
     dexpipeline,
     events_for,
     finish_workflow,
     get_json,
     kubectl,
+    promoted_dexmodel,
 )
 
 from dex_operator.kfp import KfpClient
@@ -256,16 +256,7 @@ def test_a_drift_crossing_starts_exactly_one_run(
     drift: DriftEndpoint,
 ) -> None:
     model, name, experiment = "churn-drift", "on-drift", f"dex-{uuid.uuid4().hex[:6]}"
-    apply(
-        kubeconfig,
-        dexmodel(model, namespace, storage_uri="s3://models/churn/1", drift_threshold=None),
-    )
-
-    def promoted() -> str | None:
-        status = get_json(kubeconfig, "dm", model, "-n", namespace).get("status") or {}
-        return status.get("stableVersion") if status.get("phase") == "Promoted" else None
-
-    version = eventually(promoted, timeout=60, interval=0.3, what=f"{model} Promoted")
+    version = promoted_dexmodel(kubeconfig, namespace, model, "s3://models/churn/1")
     drift.set(model, version, 0.1)
     obj = dexpipeline(
         namespace, name, experiment,
@@ -346,16 +337,7 @@ def test_kfp_killed_after_making_the_run_makes_no_duplicate_after_restart(
     KFP (its database has the run) and the API server died before its answer reached the
     operator. Restarted on the same stores, the operator's retry finds the run by its key."""
     model, name, experiment = "churn-crash", "crash", f"dex-{uuid.uuid4().hex[:6]}"
-    apply(
-        kubeconfig,
-        dexmodel(model, namespace, storage_uri="s3://models/churn/2", drift_threshold=None),
-    )
-
-    def promoted() -> str | None:
-        status = get_json(kubeconfig, "dm", model, "-n", namespace).get("status") or {}
-        return status.get("stableVersion") if status.get("phase") == "Promoted" else None
-
-    version = eventually(promoted, timeout=60, interval=0.3, what=f"{model} Promoted")
+    version = promoted_dexmodel(kubeconfig, namespace, model, "s3://models/churn/2")
     drift.set(model, version, 0.1)
 
     def trigger() -> dict[str, Any]:
