@@ -28,7 +28,6 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -37,6 +36,7 @@ from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
 from dex_testing.crds import kubectl_binary, run_kubectl, wait_established
+from dex_testing.lifecycle import Started
 from dexctl.processes import Child, ProcessRecord, free_ports
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _settings_objects() -> list[dict[str, Any]]:
     ]
 
 
-class ArgoCD:
+class ArgoCD(Started):
     """Installs Argo CD's CRDs and settings into the cluster ``kubeconfig`` names and runs
     Redis, git daemon, the repo server and the application controller on 127.0.0.1; a context
     manager. ``work`` holds their scratch folders, logs and the served git repositories."""
@@ -196,22 +196,6 @@ class ArgoCD:
         self.repo_server_port = 0
         self.repo_server_metrics_port = 0
         self.controller_metrics_port = 0
-
-    def __enter__(self) -> ArgoCD:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- git ---------------------------------------------------------------------------------
     def repo_url(self, name: str) -> str:

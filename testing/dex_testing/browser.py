@@ -17,12 +17,12 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import websocket  # websocket-client
 
+from dex_testing.lifecycle import Started
 from dexctl.polling import eventually
 from dexctl.processes import Child
 
@@ -64,7 +64,7 @@ def find_chromium() -> Path:
     )
 
 
-class Browser:
+class Browser(Started):
     """One headless Chromium with one page; a context manager."""
 
     def __init__(self, work: Path, *, timeout: float = 30.0) -> None:
@@ -74,22 +74,6 @@ class Browser:
         self._socket: websocket.WebSocket | None = None
         self._ids = itertools.count(1)
         self._profile: str | None = None
-
-    def __enter__(self) -> Browser:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         chromium = find_chromium()

@@ -29,7 +29,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -37,6 +36,7 @@ from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
 from dex_testing.crds import kubectl_binary, run_kubectl, wait_established
+from dex_testing.lifecycle import Started
 from dexctl.processes import Child, ProcessRecord, free_ports
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class KFPBackend:
+class KFPBackend(Started):
     """Installs KFP's CRDs into the cluster ``kubeconfig`` names and runs MariaDB, moto and the
     KFP API server on 127.0.0.1; a context manager. ``work`` holds their data and logs."""
 
@@ -177,22 +177,6 @@ class KFPBackend:
         """The API server's HTTP API (``/apis/v2beta1/...``), what the kfp client and the UI
         talk to."""
         return f"http://127.0.0.1:{self.http_port}"
-
-    def __enter__(self) -> KFPBackend:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- install ---------------------------------------------------------------------------
     def kubectl(self, *args: str, stdin: str | None = None) -> str:

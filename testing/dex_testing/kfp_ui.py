@@ -18,12 +18,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
+from dex_testing.lifecycle import Started
 from dexctl.processes import Child, ProcessRecord, free_ports
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def find_kfp_ui() -> KFPUIAssets:
     )
 
 
-class KFPUI:
+class KFPUI(Started):
     """The KFP UI's Node server on 127.0.0.1, talking to the API server at ``api_port``; a
     context manager. ``work`` holds its log."""
 
@@ -96,22 +96,6 @@ class KFPUI:
     def url(self) -> str:
         """Where a browser opens the UI (its pages are hash routes: ``/#/runs`` ...)."""
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> KFPUI:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         assets = find_kfp_ui()

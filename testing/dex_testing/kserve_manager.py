@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -46,6 +45,7 @@ from pydantic import BaseModel
 from dex_testing import SOURCE_ROOT
 from dex_testing.crds import kubectl_binary, run_kubectl, wait_established
 from dex_testing.devcluster.pki import generate_pki
+from dex_testing.lifecycle import Started
 from dexctl.processes import Child, free_ports
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def probe_isvc(name: str) -> dict[str, Any]:
     }
 
 
-class KServeManager:
+class KServeManager(Started):
     """Installs KServe into the cluster ``kubeconfig`` names and runs its manager; a context
     manager. ``work`` holds the manager's TMPDIR (webhook certificates), PKI and log."""
 
@@ -184,22 +184,6 @@ class KServeManager:
         )
 
     # --- lifecycle -----------------------------------------------------------------------
-    def __enter__(self) -> KServeManager:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         assets = find_kserve()
         self._kubectl = kubectl_binary()

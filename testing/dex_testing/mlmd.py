@@ -27,12 +27,12 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 import grpc  # type: ignore[import-untyped]
 from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
+from dex_testing.lifecycle import Started
 from dexctl.processes import Child, ProcessRecord, free_ports
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def answers(address: str) -> bool:
     return True
 
 
-class MLMDServer:
+class MLMDServer(Started):
     """MLMD's store served over gRPC on ``host`` (a context manager); its SQLite file and log
     are in ``work``."""
 
@@ -112,22 +112,6 @@ class MLMDServer:
     def address(self) -> str:
         """``host:port``, what a gRPC client dials (KFP's ``METADATA_GRPC_SERVICE_*``)."""
         return f"{self.host}:{self.port}"
-
-    def __enter__(self) -> MLMDServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         assets = find_mlmd()
