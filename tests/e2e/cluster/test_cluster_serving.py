@@ -335,7 +335,16 @@ def test_the_dev_overlay_serves_feature_enriched_predictions_the_monitor_counts(
                 }
             ]
         }
-        answer = httpx.post(f"http://{transformer}/v2/models/{name}/infer", json=body, timeout=30)
+        # Ready pods come before kube-proxy routes their Service: the first request waits
+        # for the route (a refused connection is "not yet").
+        answer = eventually(
+            lambda: httpx.post(
+                f"http://{transformer}/v2/models/{name}/infer", json=body, timeout=30
+            ),
+            timeout=60,
+            interval=0.5,
+            what=f"the {isvc}-transformer Service routes",
+        )
         assert answer.status_code == 200, answer.text
         got = next(o for o in answer.json()["outputs"] if o["name"] == "probability")["data"]
         assert got == pytest.approx(probabilities[: len(customers)], abs=1e-9)
