@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
+from benchmarks.measure import rss_mib
 from dex_testing.devcluster import ControlPlane, ControlPlaneConfig, find_assets
 
 RUNS = 3
 # Let the apiserver finish its post-start work (bootstrap RBAC, APF config, CRD discovery)
 # before sampling memory: RSS right at /readyz understates steady state.
 SETTLE_SECONDS = 5.0
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def run() -> list[dict[str, object]]:
@@ -33,7 +26,7 @@ def run() -> list[dict[str, object]]:
             began = time.monotonic()
             # A fixed settle window is the measurement itself here, not a wait for a condition.
             time.sleep(SETTLE_SECONDS - min(SETTLE_SECONDS, time.monotonic() - began))
-            rss = {p.name: _rss_mib(p.pid) for p in state.processes}
+            rss = {p.name: rss_mib(p.pid) for p in state.processes}
             rows.append(
                 {
                     "bench": "controlplane",

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.measure import rss_mib
 from dex_testing.devcluster import (
     ControlPlane,
     ControlPlaneConfig,
@@ -33,16 +34,6 @@ SHORT = {
 }
 
 
-def _rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return float("nan")
-
-
 def _pods_rss_mib() -> float:
     """Shims and pod processes (everything in a kubepods cgroup or a containerd shim)."""
     total = 0.0
@@ -55,7 +46,7 @@ def _pods_rss_mib() -> float:
         except OSError:
             continue
         if "kubepods" in cgroups or comm.startswith("containerd-shim"):
-            total += _rss_mib(int(entry.name))
+            total += rss_mib(int(entry.name))
     return round(total, 1)
 
 
@@ -79,7 +70,7 @@ def _one_run(assets: Any, run: int) -> dict[str, object]:
             ip = core.read_namespaced_service("hello", "default").spec.cluster_ip
             eventually(lambda: http_get(f"http://{ip}/"), timeout=30, what="ClusterIP answers")
             service_ok = time.monotonic() - began
-        rss = {p.name: _rss_mib(p.pid) for p in state.processes}
+        rss = {p.name: rss_mib(p.pid) for p in state.processes}
         pods_rss = _pods_rss_mib()
     finally:
         began = time.monotonic()

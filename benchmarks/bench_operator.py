@@ -27,6 +27,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from benchmarks.measure import percentile, rss_mib
 from dex_operator import MODEL_LABEL, isvc, route
 from dex_operator.config import OperatorConfig
 from dex_operator.crd.models import DexModelSpec
@@ -55,18 +56,6 @@ def _dexmodel(name: str) -> dict[str, Any]:
             "serving": {"deploymentMode": "Standard"},
         },
     }
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _count_phase(api: client.CustomObjectsApi, ns: str, phase: str) -> int:
@@ -118,7 +107,7 @@ def run() -> list[dict[str, object]]:
                     "DEX_NAMESPACES": '["latency", "scale"]',
                 },
             ).start()
-            idle_rss = _rss_mib(op.pid)  # the floor: the operator watching, with nothing to do
+            idle_rss = rss_mib(op.pid)  # the floor: the operator watching, with nothing to do
             try:
                 with KServeStandIn(kubeconfig, ready_after=0.0):
                     rows.append(_latency(api, "latency", 100))
@@ -176,7 +165,7 @@ def _latency(api: client.CustomObjectsApi, ns: str, count: int) -> dict[str, obj
     return {
         "bench": "apply -> ISVC created (100, sequential)",
         "p50_s": round(statistics.median(latencies), 3),
-        "p99_s": round(_percentile(latencies, 0.99), 3),
+        "p99_s": round(percentile(latencies, 0.99), 3),
         "target": "p99 < 1 s",
     }
 
@@ -291,7 +280,7 @@ def _memory(api: client.CustomObjectsApi, ns: str, total: int, pid: int) -> dict
     )
     return {
         "bench": f"operator RSS with {total} DexModels",
-        "rss_mib": _rss_mib(pid),
+        "rss_mib": rss_mib(pid),
         "target": "< 120 MB",
     }
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from kubernetes import client, config
 
+from benchmarks.measure import percentile, rss_mib
 from dex_operator.config import OperatorConfig
 from dex_operator.kfp import KfpClient
 from dex_operator.pipelines import kfp_cron, typed_parameters
@@ -54,18 +55,6 @@ SYNC_SECONDS = 1.0
 PIPELINE = "dex-training"
 PARAMETERS = {"entity_source": "/data/labels.parquet", "n_trials": "5"}
 PACKAGE = (COMPILED_DIR / "training.yaml").read_bytes()
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _dexmodel(name: str) -> dict[str, Any]:
@@ -161,10 +150,10 @@ def run() -> list[dict[str, object]]:
                 op = operator("scale", "scale", OperatorConfig().pipeline_sync_seconds)
                 try:
                     rows.append(_scale(api, backend))
-                    operator_rss = _rss_mib(op.pid)
+                    operator_rss = rss_mib(op.pid)
                 finally:
                     op.stop()
-            rss = {name: _rss_mib(child.pid) for name, child in backend.children.items()}
+            rss = {name: rss_mib(child.pid) for name, child in backend.children.items()}
         rows.append(
             {
                 "bench": "KFP backend start (CRDs, MariaDB, S3, API server, agents)",
@@ -241,7 +230,7 @@ def _crossings(
     return {
         "bench": f"drift crossing -> KFP run created ({CROSSINGS}, timer {SYNC_SECONDS:g} s)",
         "p50_s": round(p50, 3),
-        "p99_s": round(_percentile(latencies, 0.99), 3),
+        "p99_s": round(percentile(latencies, 0.99), 3),
         "floor_s": round(floor, 3),
         "ratio": round(p50 / floor, 2),
         "detail": f"floor: run created directly p50 {statistics.median(direct):.3f} s "
