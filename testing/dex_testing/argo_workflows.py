@@ -1,24 +1,43 @@
-"""Where the real Argo Workflows v4.0.5 binaries (``make argo-workflows``) are on this machine.
+"""The real Argo Workflows v4.0.5 (``make argo-workflows``): where its build is, its executor
+image, and its workflow controller run from this machine against a cluster with a node.
 
 ``tools/argo-workflows/build.sh`` builds the workflow controller and argoexec (the executor
-every Workflow pod runs) from Argo's Go module and copies the module's minimal CRDs next to
-them; nothing of Argo is committed. This module only finds that build: the controller
-harness (the controller as a host process against a dev node, its
-``workflow-controller-configmap`` and the executor image) is not written yet.
+every Workflow pod runs: its ``init`` and ``wait`` containers, and ``argoexec emissary``
+wrapping each main container) from Argo's Go module and copies the module's minimal CRDs
+next to them; nothing of Argo is committed. argoexec is static, so its image holds the one
+binary (``dex_testing.devcluster.images``).
+
+``WorkflowController`` runs the controller as a host process, as its in-cluster Deployment
+would run it: namespaced to the namespace it watches, its ``workflow-controller-configmap``
+there, leader election off (one replica). Its health endpoint is Argo's fixed ``:6060`` (no
+flag moves it, so it listens on every interface of this machine); its metrics are off.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import httpx
 from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
+from dex_testing.crds import run_kubectl
+from dex_testing.devcluster.images import ImageSpec
+from dex_testing.lifecycle import Started
+from dexctl.processes import Child, ProcessRecord
+
+log = logging.getLogger(__name__)
 
 BUILD_SCRIPT = SOURCE_ROOT / "tools" / "argo-workflows" / "build.sh"
 VERSION = "v4.0.5"
+EXECUTOR_IMAGE = f"dex.local/argoexec:{VERSION}"
+CONFIGMAP = "workflow-controller-configmap"
+HEALTHZ = "http://127.0.0.1:6060/healthz"  # fixed in Argo's main.go
 
 
 class MissingArgoWorkflowsError(RuntimeError):
@@ -60,3 +79,97 @@ def find_argo_workflows() -> ArgoWorkflowsAssets:
             "module, once per machine) or point DEX_ARGO_WORKFLOWS_DIR at a folder holding them."
         )
     return assets
+
+
+def executor_image(assets: ArgoWorkflowsAssets) -> ImageSpec:
+    """argoexec as an image: Argo's pod specs run it by name (``argoexec init``), hence PATH."""
+    return ImageSpec(
+        name=EXECUTOR_IMAGE,
+        binary=assets.argoexec,
+        entrypoint="/bin/argoexec",
+        env=["PATH=/bin"],
+        scratch_dirs=["/tmp"],
+        user="8737",  # Argo's own argoexec image's user: pods may demand runAsNonRoot
+    )
+
+
+def controller_configmap(namespace: str) -> dict[str, Any]:
+    """The controller's configuration: executor image by name only (the node has it; no
+    registry to pull from), metrics off (they would listen on every interface)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CONFIGMAP, "namespace": namespace},
+        "data": {
+            "executor": json.dumps({"imagePullPolicy": "IfNotPresent"}),
+            "metricsConfig": json.dumps({"enabled": False}),
+        },
+    }
+
+
+class WorkflowController(Started):
+    """Argo's workflow controller for ``namespace`` of the cluster ``kubeconfig`` names; a
+    context manager. Its log is ``work/workflow-controller.log``."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        work: Path,
+        namespace: str,
+        *,
+        timeout: float = 60.0,
+        detached: bool = False,
+    ) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        self.work = Path(work)
+        self.namespace = namespace
+        self.timeout = timeout
+        self.detached = detached
+        self.child: Child | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.work / "workflow-controller.log"
+
+    def start(self) -> None:
+        assets = find_argo_workflows()
+        self.work.mkdir(parents=True, exist_ok=True)
+        run_kubectl(
+            self.kubeconfig,
+            "apply", "--server-side", "--force-conflicts", "-f", "-",
+            stdin=json.dumps(controller_configmap(self.namespace)),
+        )  # fmt: skip
+        self.child = Child(
+            "workflow-controller",
+            [
+                str(assets.controller),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--namespace={self.namespace}",
+                "--namespaced",
+                f"--managed-namespace={self.namespace}",
+                f"--configmap={CONFIGMAP}",
+                f"--executor-image={EXECUTOR_IMAGE}",
+                "--executor-image-pull-policy=IfNotPresent",
+            ],
+            log=self.log,
+            env={**os.environ, "LEADER_ELECTION_DISABLE": "true"},
+            detached=self.detached,
+        )
+        self.child.wait_ready(self._healthy, timeout=self.timeout, what=f"healthy ({HEALTHZ})")
+        log.info("Argo workflow controller pid=%d for namespace %s", self.child.pid, self.namespace)
+
+    @staticmethod
+    def _healthy() -> bool:
+        try:
+            return httpx.get(HEALTHZ, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def records(self) -> list[ProcessRecord]:
+        return [] if self.child is None else [self.child.record]
+
+    def stop(self) -> None:
+        if self.child is not None:
+            # It ignores SIGTERM (as KFP's API server does): a short grace, then SIGKILL.
+            self.child.stop(grace=2.0)
+            self.child = None

@@ -97,6 +97,8 @@ class KFPAssets(BaseModel):
     apiserver: Path
     persistence_agent: Path
     scheduledworkflow: Path
+    driver: Path  # static: KFP's driver image (dex_testing.kfp_runtime)
+    launcher: Path  # static: copied into each component's pod
     config: Path  # the folder holding config.json
     crds: Path
     mariadbd: Path
@@ -139,6 +141,8 @@ def find_kfp() -> KFPAssets:
         apiserver=apiserver,
         persistence_agent=folder / "bin" / "persistence_agent",
         scheduledworkflow=folder / "bin" / "controller",
+        driver=folder / "bin" / "driver",
+        launcher=folder / "bin" / "launcher-v2",
         config=config,
         crds=crds,
         mariadbd=mariadbd,
@@ -157,10 +161,19 @@ class KFPBackend(Started):
     KFP API server on 127.0.0.1; a context manager. ``work`` holds their data and logs."""
 
     def __init__(
-        self, kubeconfig: Path, work: Path, *, timeout: float = 120.0, detached: bool = False
+        self,
+        kubeconfig: Path,
+        work: Path,
+        *,
+        timeout: float = 120.0,
+        detached: bool = False,
+        s3_host: str = "127.0.0.1",
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.work = Path(work)
+        # Where the object store listens: a dev node's IP when the run's pods (KFP's launcher)
+        # read and write artifacts there (dex_testing.kfp_runtime), else loopback.
+        self.s3_host = s3_host
         self.timeout = timeout
         # Detached: the processes outlive this Python process (``dexctl dev cluster up
         # --kfp``); ``records`` is what a later ``down`` stops.
@@ -177,6 +190,11 @@ class KFPBackend(Started):
         """The API server's HTTP API (``/apis/v2beta1/...``), what the kfp client and the UI
         talk to."""
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def s3_url(self) -> str:
+        """The object store's S3 endpoint (bucket ``mlpipeline``: packages and artifacts)."""
+        return f"http://{self.s3_host}:{self.s3_port}"
 
     # --- install ---------------------------------------------------------------------------
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -221,7 +239,7 @@ class KFPBackend(Started):
             "DBCONFIG_MYSQLCONFIG_PORT": str(self.db_port),
             "DBCONFIG_MYSQLCONFIG_USER": "root",
             "DBCONFIG_MYSQLCONFIG_PASSWORD": "",
-            "OBJECTSTORECONFIG_HOST": "127.0.0.1",
+            "OBJECTSTORECONFIG_HOST": self.s3_host,
             "OBJECTSTORECONFIG_PORT": str(self.s3_port),
             "OBJECTSTORECONFIG_SECURE": "false",
             "OBJECTSTORECONFIG_ACCESSKEY": "minio",
@@ -347,13 +365,16 @@ class KFPBackend(Started):
             "moto",
             # As `python -m`: a recorded process is matched by its binary, and a script's
             # process runs its interpreter.
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
+            [sys.executable, "-m", "moto.server", "-H", self.s3_host, "-p", str(self.s3_port)],
             log=self.work / "moto.log",
+            # Path-style only: KFP's launcher addresses the store by a Service name
+            # (seaweedfs.kubeflow:9000), which moto would otherwise read as bucket "seaweedfs".
+            env={**os.environ, "S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true"},
             detached=self.detached,
         )
         self.children["moto"] = moto
         moto.wait_ready(
-            lambda: httpx.get(f"http://127.0.0.1:{self.s3_port}/", timeout=2).status_code == 200,
+            lambda: httpx.get(self.s3_url, timeout=2).status_code == 200,
             timeout=self.timeout,
             what="answering S3",
         )

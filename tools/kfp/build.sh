@@ -32,7 +32,12 @@ for arg in "$@"; do
   esac
 done
 
-dir="${DEX_KFP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dex/kfp/$kfp_version}"
+# The recipe number names what this script makes of the source: a change to the build (not to
+# KFP's version) bumps it, so machines rebuild instead of reusing an older build's binaries.
+# r2: the driver and launcher are static (they run inside images: the launcher is copied into
+# any component image, whatever its libc).
+recipe=r2
+dir="${DEX_KFP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dex/kfp/$kfp_version-$recipe}"
 if ((print_dir)); then
   echo "$dir"
   exit 0
@@ -113,13 +118,17 @@ replace (
 MOD
 # KFP's own checksums first: tidy would otherwise look some up (and fail for argo v4.0.5).
 cp "$src/go.sum" "$scratch/wrap/go.sum"
-packages=(
+servers=(
   backend/src/apiserver
   backend/src/agent/persistence
   backend/src/crd/controller/scheduledworkflow
+)
+# The driver and launcher run in pods, as KFP's own images build them: CGO off, so static.
+in_pods=(
   backend/src/v2/cmd/driver
   backend/src/v2/cmd/launcher-v2
 )
+packages=("${servers[@]}" "${in_pods[@]}")
 {
   echo "//go:build tools"
   echo
@@ -140,7 +149,9 @@ echo "kfp: waiting for other Go builds on this machine (flock /tmp/dex-gobuild.l
   flock /tmp/dex-gobuild.lock go mod tidy
   mkdir -p "$scratch/bin"
   flock /tmp/dex-gobuild.lock go build -trimpath -ldflags '-s -w' -o "$scratch/bin/" \
-    "${packages[@]/#/github.com/kubeflow/pipelines/}"
+    "${servers[@]/#/github.com/kubeflow/pipelines/}"
+  CGO_ENABLED=0 flock /tmp/dex-gobuild.lock go build -trimpath -ldflags '-s -w' -o "$scratch/bin/" \
+    "${in_pods[@]/#/github.com/kubeflow/pipelines/}"
 )
 # go build names each binary after its package folder: persistence, scheduledworkflow.
 mv "$scratch/bin/persistence" "$scratch/bin/persistence_agent"

@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
 
@@ -28,6 +28,15 @@ class ImageSpec(BaseModel):
     name: str  # full reference, e.g. localhost/dex/pause:v1.36.3
     binary: Path
     entrypoint: str  # absolute path inside the image
+    # The image config's Env, e.g. PATH for images whose users name the binary by command
+    # alone (Argo's and KFP's pod specs do).
+    env: list[str] = []
+    # World-writable sticky folders to create, e.g. /tmp for binaries that write scratch
+    # files (there is no base image to bring one).
+    scratch_dirs: list[str] = []
+    # The image config's User (numeric: kubelet checks runAsNonRoot against it), e.g. for
+    # pods whose securityContext demands a non-root user (KFP's do).
+    user: str | None = None
 
 
 def _digest(data: bytes) -> str:
@@ -49,6 +58,14 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> Non
 def _layer(spec: ImageSpec) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        parents = [str(p) for p in reversed(PurePosixPath(spec.entrypoint.lstrip("/")).parents)]
+        folders = [(p, 0o755) for p in parents if p != "."]
+        for folder, mode in [*folders, *((d.strip("/"), 0o1777) for d in spec.scratch_dirs)]:
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            info.mode = mode
+            info.mtime = 0
+            tar.addfile(info)
         _add(tar, spec.entrypoint.lstrip("/"), spec.binary.read_bytes(), mode=0o755)
     return buf.getvalue()
 
@@ -60,7 +77,11 @@ def write_oci_archive(spec: ImageSpec, out: Path) -> Path:
         {
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Entrypoint": [spec.entrypoint]},
+            "config": {
+                "Entrypoint": [spec.entrypoint],
+                **({"Env": spec.env} if spec.env else {}),
+                **({"User": spec.user} if spec.user else {}),
+            },
             "rootfs": {"type": "layers", "diff_ids": [_digest(layer)]},
         }
     )
