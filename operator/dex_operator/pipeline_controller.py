@@ -160,7 +160,9 @@ def reconcile(body: Mapping[str, Any], retry: int = 0) -> Outcome:
     key = run_key(namespace, name)
 
     try:
-        package = pipelines.load_package(spec.pipeline, timeout=CONFIG.http_timeout)
+        package = pipelines.with_env(
+            pipelines.load_package(spec.pipeline, timeout=CONFIG.http_timeout), spec.env
+        )
         pipeline = pipelines.pipeline_name(package)
         parameters = pipelines.typed_parameters(package, spec.parameters)
         if spec.schedule:

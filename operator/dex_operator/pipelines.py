@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
-from dex_operator.crd.models import PipelineRef
+from dex_operator.crd.models import EnvVar, PipelineRef
 
 
 class PipelineSpecError(ValueError):
@@ -48,6 +48,65 @@ def _ir(package: bytes) -> dict[str, Any]:
         raise PipelineSpecError("spec.pipeline: not a compiled KFP pipeline (no root)")
     ir: dict[str, Any] = docs[0]
     return ir
+
+
+# Per source kind: the platform spec's field, and its entries' object and key fields.
+_FROM = {
+    "config_map_key_ref": ("configMapAsEnv", "configMapName", "configMapKey"),
+    "secret_key_ref": ("secretAsEnv", "secretName", "secretKey"),
+}
+
+
+def with_env(package: bytes, env: list[EnvVar]) -> bytes:
+    """``package`` with ``env`` set in every step's container, as KFP's own SDK writes it: a
+    literal value in the container's ``env``, a ConfigMap or Secret key in the Kubernetes
+    platform spec (``configMapAsEnv``/``secretAsEnv``, the second document), which KFP's driver
+    turns into the pod's ``valueFrom``. A variable the package already sets is replaced."""
+    if not env:
+        return package
+    docs = [d for d in yaml.safe_load_all(package) if d]
+    ir = _ir(package)
+    platform: dict[str, Any] = docs[1] if len(docs) > 1 and isinstance(docs[1], dict) else {}
+    configs: dict[str, Any] = (
+        platform.setdefault("platforms", {})
+        .setdefault("kubernetes", {})
+        .setdefault("deploymentSpec", {})
+        .setdefault("executors", {})
+    )
+    names = {e.name for e in env}
+    literals = [{"name": e.name, "value": e.value} for e in env if e.value is not None]
+    executors: dict[str, Any] = (ir.get("deploymentSpec") or {}).get("executors") or {}
+    for executor_name, executor in executors.items():
+        container = executor.get("container")
+        if container is None:
+            continue  # an importer: no container of its own
+        kept = [v for v in container.get("env") or [] if v.get("name") not in names]
+        container["env"] = kept + literals
+        config = configs.setdefault(executor_name, {})
+        for kind, (field, object_field, key_field) in _FROM.items():
+            entries = [
+                entry
+                for entry in config.get(field) or []
+                if not {m.get("envVar") for m in entry.get("keyToEnv") or []} & names
+            ]
+            for e in env:
+                ref = getattr(e.value_from, kind) if e.value_from is not None else None
+                if ref is None:
+                    continue
+                entry: dict[str, Any] = {
+                    object_field: ref.name,
+                    "keyToEnv": [{key_field: ref.key, "envVar": e.name}],
+                }
+                if ref.optional is not None:
+                    entry["optional"] = ref.optional
+                entries.append(entry)
+            config[field] = entries
+            if not entries:
+                del config[field]
+        if not config:
+            del configs[executor_name]
+    keep_platform = len(docs) > 1 or bool(configs)
+    return yaml.safe_dump_all([ir, platform] if keep_platform else [ir], sort_keys=True).encode()
 
 
 def pipeline_name(package: bytes) -> str:

@@ -563,6 +563,59 @@ class KfpSpec(CrdModel):
     experiment: str = Field(default="dex", min_length=1, description="KFP experiment name.")
 
 
+# An environment variable's name as Kubernetes accepts it (C identifier, dots and dashes).
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+class KeySelector(CrdModel):
+    """One key of a ConfigMap or Secret in the namespace KFP runs the pipeline's pods in."""
+
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=253, description="Object name.")
+    key: str = Field(min_length=1, max_length=253, description="Key in its data.")
+    optional: bool | None = Field(
+        default=None, description="Start the step even if the object or key is missing."
+    )
+
+
+class EnvVarSource(CrdModel):
+    """Where a variable's value comes from (as a container's env[].valueFrom)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.configMapKeyRef) != has(self.secretKeyRef)",
+                    "exactly one of configMapKeyRef or secretKeyRef must be set",
+                )
+            ]
+        }
+    )
+
+    config_map_key_ref: KeySelector | None = Field(default=None, description="A ConfigMap key.")
+    secret_key_ref: KeySelector | None = Field(default=None, description="A Secret key.")
+
+
+class EnvVar(CrdModel):
+    """A variable set in every step's container, as a container's env[] entry."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.value) != has(self.valueFrom)",
+                    "exactly one of value or valueFrom must be set",
+                )
+            ]
+        }
+    )
+
+    name: str = Field(pattern=ENV_NAME_PATTERN, max_length=253, description="Variable name.")
+    value: str | None = Field(default=None, description="A literal value.")
+    value_from: EnvVarSource | None = Field(
+        default=None, description="A ConfigMap or Secret key (read when the step starts)."
+    )
+
+
 class DexPipelineSpec(CrdModel):
     """A pipeline run on Kubeflow Pipelines, on a schedule or on a trigger."""
 
@@ -584,6 +637,13 @@ class DexPipelineSpec(CrdModel):
         json_schema_extra={"default": {}},
     )
     suspend: bool = Field(default=False, description="Stop scheduling and triggering new runs.")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Environment of every step (e.g. MLFLOW_TRACKING_URI, object-store "
+        "credentials from a Secret), set in the pipeline version DEX uploads.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
 
 
 class PipelineRun(CrdModel):

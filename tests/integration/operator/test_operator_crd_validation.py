@@ -205,3 +205,36 @@ def test_invalid_dexpipeline_rejected(kubeconfig: Path, namespace: str) -> None:
     assert result.returncode != 0
     assert "spec.schedule" in result.stderr
     assert "exactly one of spec.pipeline.name or spec.pipeline.package" in result.stderr
+
+
+def test_dexpipeline_env_needs_one_value_source_at_apply_time(
+    kubeconfig: Path, namespace: str
+) -> None:
+    ref = {"name": "dex-data", "key": "k"}
+    obj = {
+        "apiVersion": "dex.dataenginex.io/v1alpha1",
+        "kind": "DexPipeline",
+        "metadata": {"name": "env", "namespace": namespace},
+        "spec": {
+            "pipeline": {"name": "training"},
+            "env": [
+                {"name": "A", "value": "x", "valueFrom": {"secretKeyRef": ref}},
+                {"name": "B", "valueFrom": {"secretKeyRef": ref, "configMapKeyRef": ref}},
+                {"name": "1C", "value": "x"},
+            ],
+        },
+    }
+    result = apply(kubeconfig, obj)
+    assert result.returncode != 0
+    assert "spec.env[0]: Invalid value" in result.stderr, result.stderr
+    assert "exactly one of value or valueFrom must be set" in result.stderr
+    assert "spec.env[1].valueFrom" in result.stderr
+    assert "exactly one of configMapKeyRef or secretKeyRef must be set" in result.stderr
+    assert "spec.env[2].name" in result.stderr
+    # Valid: a literal and a Secret key.
+    obj["spec"]["env"] = [  # type: ignore[index]
+        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"},
+        {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": ref}},
+    ]
+    accepted = apply(kubeconfig, obj)
+    assert accepted.returncode == 0, accepted.stderr

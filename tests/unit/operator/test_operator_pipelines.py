@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from dex_operator import pipeline_controller, pipelines
-from dex_operator.crd.models import PipelineRef
+from dex_operator.crd.models import DexPipelineSpec, PipelineRef
 
 
 def training() -> bytes:
@@ -78,3 +79,52 @@ def test_schedule_digest_changes_with_what_runs_and_backoff_is_bounded() -> None
     assert base != pipeline_controller.schedule_digest("v1", "0 0 4 * * *", {"n_trials": 5})
     assert base != pipeline_controller.schedule_digest("v1", "0 0 3 * * *", {"n_trials": 6})
     assert [pipeline_controller.backoff(r) for r in (0, 1, 2, 10)] == [5.0, 10.0, 20.0, 300.0]
+
+
+def test_spec_env_reaches_every_step_as_kfps_sdk_would_write_it() -> None:
+    spec = DexPipelineSpec.model_validate(
+        {
+            "pipeline": {"name": "training"},
+            "env": [
+                {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.dex-system:5000"},
+                {
+                    "name": "AWS_SECRET_ACCESS_KEY",
+                    "valueFrom": {"secretKeyRef": {"name": "dex-data", "key": "secretkey"}},
+                },
+                {
+                    "name": "AWS_ENDPOINT_URL",
+                    "valueFrom": {
+                        "configMapKeyRef": {"name": "dex-data", "key": "endpoint", "optional": True}
+                    },
+                },
+            ],
+        }
+    )
+    package = pipelines.with_env(training(), spec.env)
+    ir, platform = [d for d in yaml.safe_load_all(package) if d]
+    executors = ir["deploymentSpec"]["executors"]
+    assert len(executors) == 7
+    for name, executor in executors.items():
+        assert executor["container"]["env"] == [
+            {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.dex-system:5000"}
+        ]
+        config = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][name]
+        assert config["secretAsEnv"] == [
+            {
+                "secretName": "dex-data",
+                "keyToEnv": [{"secretKey": "secretkey", "envVar": "AWS_SECRET_ACCESS_KEY"}],
+            }
+        ]
+        assert config["configMapAsEnv"] == [
+            {
+                "configMapName": "dex-data",
+                "keyToEnv": [{"configMapKey": "endpoint", "envVar": "AWS_ENDPOINT_URL"}],
+                "optional": True,
+            }
+        ]
+    # The package is still one the spec checks accept, and a new content (a new version).
+    assert pipelines.pipeline_name(package) == "dex-training"
+    assert package != training()
+    # Applied twice, a variable is set once (replaced, not appended).
+    assert pipelines.with_env(package, spec.env) == package
+    assert pipelines.with_env(training(), []) == training()
