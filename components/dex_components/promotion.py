@@ -127,6 +127,12 @@ def decide(
     return CHALLENGER, reasons
 
 
+def logged_model_id(model_uri: str) -> str | None:
+    """The id of an MLflow 3 logged model's URI (``models:/m-<id>``): a tracking server
+    refuses such a version source without it (a local store does not check)."""
+    return model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+
+
 def register_and_promote(
     *,
     model_uri: str,
@@ -159,6 +165,7 @@ def register_and_promote(
         registered_model,
         source=model_uri,
         run_id=run_id,
+        model_id=logged_model_id(model_uri),
         tags={
             **contract.to_tags(),
             TAG_DECISION: decision,

@@ -72,9 +72,12 @@ def setup() -> None:
 def experiment_id(name: str) -> str:
     from dex.registry import ensure_experiment
 
-    artifact_root = (
-        os.environ.get("DEX_MLFLOW_ARTIFACT_ROOT") or DexSettings().artifact_root.as_uri()
-    )
+    settings = DexSettings()
+    artifact_root = os.environ.get("DEX_MLFLOW_ARTIFACT_ROOT")
+    if artifact_root is None and not settings.tracking_uri.startswith(("http://", "https://")):
+        # A local store: artifacts next to it. A tracking server (a cluster's) keeps its
+        # own default root, which it serves: a step's pod has no disk that outlives it.
+        artifact_root = settings.artifact_root.as_uri()
     return ensure_experiment(name, artifact_root)
 
 
@@ -89,6 +92,16 @@ def read_table(uri: str) -> pd.DataFrame:
         if path.is_file() and path.stat().st_size == 0:
             raise StepError(f"input data {uri} is an empty file (0 bytes)")
     try:
+        if uri.startswith(("s3://", "gs://")):
+            # pyarrow's own object-store clients (endpoint and credentials from the
+            # environment, e.g. AWS_ENDPOINT_URL), as Feast reads its sources: no fsspec.
+            from pyarrow import csv, fs, parquet
+
+            filesystem, key = fs.FileSystem.from_uri(uri)
+            if path.suffix == ".csv":
+                with filesystem.open_input_stream(key) as stream:
+                    return csv.read_csv(stream).to_pandas()
+            return parquet.read_table(key, filesystem=filesystem).to_pandas()
         if path.suffix == ".csv":
             return pd.read_csv(uri if remote else path)
         return pd.read_parquet(uri if remote else path)
@@ -169,6 +182,15 @@ def build_training_set(
 
     setup()
     store = open_store(feature_repo)
+    if not store.list_feature_services():
+        # A fresh registry (a cluster step's own, in its pod): the repository's definitions
+        # are the source of truth, as `feast apply` would register them.
+        from dex.features import apply
+        from dex.settings import DexSettings
+
+        log.info("registry has no feature services: applying the definitions in %s", feature_repo)
+        apply(DexSettings(feature_repo=Path(feature_repo)))
+        store = open_store(feature_repo)
     try:
         frame, summary = build(
             store,

@@ -26,7 +26,7 @@ def feast_env(settings: DexSettings) -> dict[str, str]:
         "DEX_FEAST_REGISTRY": settings.feast_registry or str(settings.feast_dir / "registry.db"),
         "DEX_FEAST_ONLINE_DB": settings.feast_online_db
         or str(settings.feast_dir / "online_store.db"),
-        "DEX_DATA_DIR": str(settings.data_dir),
+        "DEX_DATA_DIR": settings.data_location,
         "FEAST_USAGE": "False",
     }
 

@@ -140,10 +140,11 @@ class DexSettings(BaseSettings):
     experiment: str = Field(default="dex-churn", description="MLflow experiment name.")
     registered_model: str = Field(default="churn-classifier", description="Registered model.")
     feature_service: str = Field(default="churn_v1", description="Feast feature service.")
-    data_dir_override: Path | None = Field(
+    data_dir_override: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DEX_DATA_DIR", "data_dir"),
-        description="Folder of the data files Feast sources read; defaults to the state's.",
+        description="Folder (or object-store URI, e.g. s3://bucket/prefix) of the data files "
+        "Feast sources read; defaults to the state's.",
     )
     entity_source: str | None = Field(
         default=None,
@@ -174,13 +175,27 @@ class DexSettings(BaseSettings):
 
     @property
     def data_dir(self) -> Path:
+        """The local data folder (what the data generator writes)."""
         if self.data_dir_override is not None:
-            return self.data_dir_override.expanduser().resolve()
+            if _is_uri(self.data_dir_override):
+                raise ValueError(
+                    f"DEX_DATA_DIR={self.data_dir_override} is a URI: this command writes "
+                    "local files, so it needs a folder"
+                )
+            return Path(self.data_dir_override).expanduser().resolve()
         return self.state / "data"
 
     @property
+    def data_location(self) -> str:
+        """Where Feast's sources read: the data folder, or the URI DEX_DATA_DIR names (a
+        cluster's steps read their data from object storage)."""
+        if self.data_dir_override is not None and _is_uri(self.data_dir_override):
+            return self.data_dir_override.rstrip("/")
+        return str(self.data_dir)
+
+    @property
     def entity_source_uri(self) -> str:
-        return self.entity_source or str(self.data_dir / "churn_labels.parquet")
+        return self.entity_source or f"{self.data_location}/churn_labels.parquet"
 
     @property
     def pipeline_root(self) -> Path:
@@ -207,6 +222,10 @@ class DexSettings(BaseSettings):
     @property
     def artifact_root(self) -> Path:
         return self.mlflow_dir / "artifacts"
+
+
+def _is_uri(location: str) -> bool:
+    return "://" in location
 
 
 def get_settings() -> DexSettings:

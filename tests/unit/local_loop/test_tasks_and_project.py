@@ -121,6 +121,23 @@ def test_project_file_is_found_paths_are_relative_to_it_and_env_wins(
     assert overridden.label == "other"
     # A user's DEX_DATA_DIR is where Feast's sources read, not replaced by the state's.
     assert overridden.data_dir == project / "mine"
+    assert overridden.data_location == str(project / "mine")
+
+
+def test_data_in_object_storage_is_kept_as_a_uri_for_feast(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dex.features import feast_env
+
+    monkeypatch.setenv("DEX_DATA_DIR", "s3://bucket/churn/")
+    settings = DexSettings()
+    # What Feast's sources and the default entity source read: the URI, not a local path.
+    assert settings.data_location == "s3://bucket/churn"
+    assert feast_env(settings)["DEX_DATA_DIR"] == "s3://bucket/churn"
+    assert settings.entity_source_uri == "s3://bucket/churn/churn_labels.parquet"
+    # What writes local files refuses it, naming the variable.
+    with pytest.raises(ValueError, match="DEX_DATA_DIR=s3://bucket/churn/ is a URI"):
+        _ = settings.data_dir
 
 
 def test_unknown_project_keys_are_named(project: Path) -> None:
