@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from dex_testing import SOURCE_ROOT
 from dex_testing.crds import run_kubectl
-from dex_testing.devcluster.images import ImageSpec
+from dex_testing.devcluster.images import ImageSpec, command_image
 from dex_testing.lifecycle import Started
 from dexctl.processes import Child, ProcessRecord
 
@@ -82,15 +82,9 @@ def find_argo_workflows() -> ArgoWorkflowsAssets:
 
 
 def executor_image(assets: ArgoWorkflowsAssets) -> ImageSpec:
-    """argoexec as an image: Argo's pod specs run it by name (``argoexec init``), hence PATH."""
-    return ImageSpec(
-        name=EXECUTOR_IMAGE,
-        binary=assets.argoexec,
-        entrypoint="/bin/argoexec",
-        env=["PATH=/bin"],
-        scratch_dirs=["/tmp"],
-        user="8737",  # Argo's own argoexec image's user: pods may demand runAsNonRoot
-    )
+    """argoexec as an image: Argo's pod specs run it by name (``argoexec init``), as the user
+    of Argo's own argoexec image (pods may demand runAsNonRoot)."""
+    return command_image(EXECUTOR_IMAGE, assets.argoexec, user="8737")
 
 
 def controller_configmap(namespace: str) -> dict[str, Any]:

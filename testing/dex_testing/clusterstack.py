@@ -144,6 +144,7 @@ class DexCluster:
     serving_image: str
     operator_image: str
     containerd_socket: Path  # the node's containerd (where `ctr images import` loads images)
+    node_ip: str  # where host processes listen for pods (KFP's backend: dex_testing.kfp_runtime)
     # The platform's Feast (manifests/feast) by ClusterIP: registry gRPC host:port, online URL.
     feast_registry_server: str
     feast_feature_server: str
@@ -396,6 +397,7 @@ def dex_stack(work: Path) -> Iterator[DexCluster]:
             serving_image="localhost/dex/dex-serving:dev",
             operator_image="localhost/dex/dex-operator:dev",
             containerd_socket=state.node.containerd_socket,
+            node_ip=state.node.ip,
             feast_registry_server=f"{feast_ip}:6570",
             feast_feature_server=f"http://{feast_ip}:6566",
             timings=timings,

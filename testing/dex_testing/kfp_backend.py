@@ -158,7 +158,7 @@ def _accepts(port: int) -> bool:
 
 class KFPBackend(Started):
     """Installs KFP's CRDs into the cluster ``kubeconfig`` names and runs MariaDB, moto and the
-    KFP API server on 127.0.0.1; a context manager. ``work`` holds their data and logs."""
+    KFP API server on ``host`` (127.0.0.1 unless pods reach it); a context manager. ``work`` holds their data and logs."""
 
     def __init__(
         self,
@@ -167,13 +167,13 @@ class KFPBackend(Started):
         *,
         timeout: float = 120.0,
         detached: bool = False,
-        s3_host: str = "127.0.0.1",
+        host: str = "127.0.0.1",
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.work = Path(work)
-        # Where the object store listens: a dev node's IP when the run's pods (KFP's launcher)
-        # read and write artifacts there (dex_testing.kfp_runtime), else loopback.
-        self.s3_host = s3_host
+        # Where the HTTP API and the object store listen: a dev node's IP when pods reach them
+        # (the operator's Deployment, KFP's launcher: dex_testing.kfp_runtime), else loopback.
+        self.host = host
         self.timeout = timeout
         # Detached: the processes outlive this Python process (``dexctl dev cluster up
         # --kfp``); ``records`` is what a later ``down`` stops.
@@ -189,12 +189,12 @@ class KFPBackend(Started):
     def url(self) -> str:
         """The API server's HTTP API (``/apis/v2beta1/...``), what the kfp client and the UI
         talk to."""
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def s3_url(self) -> str:
         """The object store's S3 endpoint (bucket ``mlpipeline``: packages and artifacts)."""
-        return f"http://{self.s3_host}:{self.s3_port}"
+        return f"http://{self.host}:{self.s3_port}"
 
     # --- install ---------------------------------------------------------------------------
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -239,7 +239,7 @@ class KFPBackend(Started):
             "DBCONFIG_MYSQLCONFIG_PORT": str(self.db_port),
             "DBCONFIG_MYSQLCONFIG_USER": "root",
             "DBCONFIG_MYSQLCONFIG_PASSWORD": "",
-            "OBJECTSTORECONFIG_HOST": self.s3_host,
+            "OBJECTSTORECONFIG_HOST": self.host,
             "OBJECTSTORECONFIG_PORT": str(self.s3_port),
             "OBJECTSTORECONFIG_SECURE": "false",
             "OBJECTSTORECONFIG_ACCESSKEY": "minio",
@@ -260,7 +260,7 @@ class KFPBackend(Started):
                 str(assets.apiserver),
                 f"--config={assets.config}",
                 f"--rpcPortFlag=:{self.grpc_port}",
-                f"--httpPortFlag=127.0.0.1:{self.http_port}",
+                f"--httpPortFlag={self.host}:{self.http_port}",
                 "--logtostderr=true",
             ],
             log=self.work / "kfp-apiserver.log",
@@ -292,7 +292,7 @@ class KFPBackend(Started):
         common = [
             f"--kubeconfig={self.kubeconfig}",
             f"--namespace={NAMESPACE}",
-            "--mlPipelineAPIServerName=127.0.0.1",
+            f"--mlPipelineAPIServerName={self.host}",
             f"--mlPipelineServiceGRPCPort={self.grpc_port}",
         ]
         (metrics,) = free_ports(1)
@@ -365,7 +365,7 @@ class KFPBackend(Started):
             "moto",
             # As `python -m`: a recorded process is matched by its binary, and a script's
             # process runs its interpreter.
-            [sys.executable, "-m", "moto.server", "-H", self.s3_host, "-p", str(self.s3_port)],
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.s3_port)],
             log=self.work / "moto.log",
             # Path-style only: KFP's launcher addresses the store by a Service name
             # (seaweedfs.kubeflow:9000), which moto would otherwise read as bucket "seaweedfs".

@@ -26,7 +26,7 @@ from typing import Any
 from dex_components import COMPONENT_IMAGE
 from dex_testing.argo_workflows import WorkflowController, executor_image, find_argo_workflows
 from dex_testing.crds import run_kubectl
-from dex_testing.devcluster.images import ImageSpec, write_oci_archive
+from dex_testing.devcluster.images import ImageSpec, command_image, write_oci_archive
 from dex_testing.devcluster.node import ctr
 from dex_testing.kfp_backend import (
     DRIVER_IMAGE,
@@ -45,9 +45,12 @@ log = logging.getLogger(__name__)
 
 # The names and ports KFP 2.17's compiler and launcher dial (backend/src/v2/config/env.go,
 # metadata/env.go, objectstore/config.go).
-ML_PIPELINE = ("ml-pipeline", "grpc", 8887)
-METADATA = ("metadata-grpc-service", "grpc-api", 8080)
-OBJECT_STORE = ("seaweedfs", "s3", 9000)
+# ml-pipeline: gRPC 8887 (the driver's cache lookups) and HTTP 8888 (the operator's
+# DEX_KFP_URL default); metadata-grpc-service: MLMD on 8080; seaweedfs: S3 on 9000.
+ML_PIPELINE = "ml-pipeline"
+METADATA = "metadata-grpc-service"
+OBJECT_STORE = "seaweedfs"
+OBJECT_STORE_URL = f"http://{OBJECT_STORE}.{NAMESPACE}.svc.cluster.local:9000"  # from pods
 ARTIFACT_SECRET = "mlpipeline-minio-artifact"
 RUNNER_ROLE = "dex-pipeline-runner"
 # KFP compiles runAsNonRoot into every pod; its own images run as distroless' nonroot user.
@@ -55,38 +58,27 @@ NONROOT = "65532"
 
 
 def kfp_images(assets: KFPAssets) -> list[ImageSpec]:
-    """The driver and launcher as images; KFP's Workflows run both by command name."""
+    """The driver and launcher as images; KFP's Workflows run both by command name (the
+    launcher's init container copies it into the component's pod: ``launcher-v2 --copy``)."""
     return [
-        ImageSpec(
-            name=DRIVER_IMAGE,
-            binary=assets.driver,
-            entrypoint="/bin/driver",
-            env=["PATH=/bin"],
-            scratch_dirs=["/tmp"],
-            user=NONROOT,
-        ),
-        # Its init container copies the launcher into the component's pod (--copy).
-        ImageSpec(
-            name=LAUNCHER_IMAGE,
-            binary=assets.launcher,
-            entrypoint="/bin/launcher-v2",
-            env=["PATH=/bin"],
-            scratch_dirs=["/tmp"],
-            user=NONROOT,
-        ),
+        command_image(DRIVER_IMAGE, assets.driver, user=NONROOT),
+        command_image(LAUNCHER_IMAGE, assets.launcher, user=NONROOT),
     ]
 
 
 def _host_service(
-    name: str, port_name: str, port: int, node_ip: str, target: int
+    name: str, node_ip: str, ports: list[tuple[str, int, int]]
 ) -> list[dict[str, Any]]:
-    """A Service named as KFP expects, backed by ``node_ip:target`` (a process on the node)."""
+    """A Service named as KFP's installation names it, each ``(name, port, target)`` backed by
+    ``node_ip:target`` (a process on the node)."""
     return [
         {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"ports": [{"name": port_name, "port": port, "protocol": "TCP"}]},
+            "spec": {
+                "ports": [{"name": n, "port": port, "protocol": "TCP"} for n, port, _ in ports]
+            },
         },
         {
             "apiVersion": "discovery.k8s.io/v1",
@@ -101,7 +93,7 @@ def _host_service(
             },
             "addressType": "IPv4",
             "endpoints": [{"addresses": [node_ip], "conditions": {"ready": True}}],
-            "ports": [{"name": port_name, "port": target, "protocol": "TCP"}],
+            "ports": [{"name": n, "port": target, "protocol": "TCP"} for n, _, target in ports],
         },
     ]
 
@@ -160,7 +152,7 @@ class KFPRuntime(Started):
         # The component image as containerd holds it (``make images``' name), tagged
         # COMPONENT_IMAGE; None when the node has it under that name already.
         self.component_image = component_image
-        self.backend = KFPBackend(kubeconfig, self.work / "kfp", timeout=timeout, s3_host=node_ip)
+        self.backend = KFPBackend(kubeconfig, self.work / "kfp", timeout=timeout, host=node_ip)
         self.mlmd = MLMDServer(self.work / "mlmd", host=node_ip, timeout=timeout)
         self.controller = WorkflowController(kubeconfig, self.work / "argo", NAMESPACE)
 
@@ -193,9 +185,13 @@ class KFPRuntime(Started):
 
     def _expose(self) -> None:
         objects = [
-            *_host_service(*ML_PIPELINE, self.node_ip, self.backend.grpc_port),
-            *_host_service(*METADATA, self.node_ip, self.mlmd.port),
-            *_host_service(*OBJECT_STORE, self.node_ip, self.backend.s3_port),
+            *_host_service(
+                ML_PIPELINE,
+                self.node_ip,
+                [("grpc", 8887, self.backend.grpc_port), ("http", 8888, self.backend.http_port)],
+            ),
+            *_host_service(METADATA, self.node_ip, [("grpc-api", 8080, self.mlmd.port)]),
+            *_host_service(OBJECT_STORE, self.node_ip, [("s3", 9000, self.backend.s3_port)]),
             {
                 "apiVersion": "v1",
                 "kind": "Secret",

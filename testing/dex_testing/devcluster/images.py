@@ -39,6 +39,19 @@ class ImageSpec(BaseModel):
     user: str | None = None
 
 
+def command_image(name: str, binary: Path, *, user: str) -> ImageSpec:
+    """A static binary as ``/bin/<its name>``, for pod specs that run it by command name (on
+    PATH), with a /tmp for scratch files and a numeric non-root ``user``."""
+    return ImageSpec(
+        name=name,
+        binary=binary,
+        entrypoint=f"/bin/{binary.name}",
+        env=["PATH=/bin"],
+        scratch_dirs=["/tmp"],
+        user=user,
+    )
+
+
 def _digest(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
