@@ -144,13 +144,22 @@ def _api(server: str, ctx: ssl.SSLContext, method: str, path: str) -> Any:
         return json.load(resp)
 
 
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+
+
 def _node_ready(server: str, ctx: ssl.SSLContext, name: str) -> bool:
     try:
         node = _api(server, ctx, "GET", f"/api/v1/nodes/{name}")
     except (OSError, http.client.HTTPException):
         return False
     conditions = node.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    # The NodeRestriction/TaintNodesByCondition admission registers every node with
+    # node.kubernetes.io/not-ready:NoSchedule; only the controller manager's node lifecycle
+    # controller removes it. Ready alone is the kubelet's word: pods still do not schedule
+    # until the taint is gone, so a node is up when both hold.
+    taints = [t.get("key") for t in node.get("spec", {}).get("taints") or []]
+    return ready and NOT_READY_TAINT not in taints
 
 
 def _exists(server: str, ctx: ssl.SSLContext, path: str) -> bool:
@@ -324,7 +333,12 @@ class ControlPlane:
             self.progress("waiting for kube-scheduler /healthz")
             self._start_scheduler(work, pki, server, ports["scheduler"])
             ctx, name = self._ctx, self._node.name
-            starter.start(work, pki, server, self._node, lambda: _node_ready(server, ctx, name))
+
+            def node_ready() -> bool:
+                self.check_alive()  # the taint waits on the controller manager: fail if it died
+                return _node_ready(server, ctx, name)
+
+            starter.start(work, pki, server, self._node, node_ready)
             # ServiceAccount admission rejects pods until the controller made `default`.
             self.progress("waiting for the default ServiceAccount")
             eventually(
@@ -354,6 +368,13 @@ class ControlPlane:
             "control plane %s ready at %s in %.1f s", version, server, self.state.startup_seconds
         )
         return self.state
+
+    def check_alive(self) -> None:
+        """Raise ``StartupError`` naming the first of this cluster's processes that exited
+        (with the end of its log): a dead controller manager or kubelet otherwise shows only
+        as pods that never schedule or start."""
+        for child in self._procs:
+            child.check_alive()
 
     def _spawn(self, name: str, binary: Path, args: list[str], work: Path) -> Child:
         child = Child(

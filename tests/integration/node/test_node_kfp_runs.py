@@ -87,9 +87,9 @@ print(json.dumps([
 
 
 @pytest.fixture
-def runtime(node_assets: Assets, tmp_path: Path) -> Iterator[KFPRuntime]:
-    """A node cluster holding DEX's component image, and KFP's runtime against it; stopping
-    both must leave the machine as it was."""
+def plane(node_assets: Assets, tmp_path: Path) -> Iterator[ControlPlane]:
+    """A node cluster holding DEX's component image; stopping it must leave the machine as
+    it was."""
     subprocess.run(
         ["bash", str(SOURCE_ROOT / "tools" / "images" / "build.sh"), COMPONENTS], check=True
     )
@@ -97,27 +97,34 @@ def runtime(node_assets: Assets, tmp_path: Path) -> Iterator[KFPRuntime]:
     work = tmp_path / "cluster"
     work.mkdir()
     before = take_snapshot(work)
-    plane = ControlPlane(
+    started = ControlPlane(
         ControlPlaneConfig(
             node=NodeConfig(image_archives=[archive]), work_dir=work, start_timeout=180
         ),
         node_assets,
     )
     try:
-        state = plane.start()
-        assert state.node is not None
-        with KFPRuntime(
-            state.kubeconfig,
-            tmp_path / "kfp",
-            node_ip=state.node.ip,
-            containerd_socket=state.node.containerd_socket,
-            component_image=f"localhost/dex/{COMPONENTS}:dev",
-        ) as started:
-            yield started
+        started.start()
+        yield started
     finally:
-        plane.stop()
+        started.stop()
     left = before.diff(take_snapshot(work))
     assert left == [], "\n".join(left)
+
+
+@pytest.fixture
+def runtime(plane: ControlPlane, tmp_path: Path) -> Iterator[KFPRuntime]:
+    """KFP's runtime against the node cluster."""
+    state = plane.state
+    assert state is not None and state.node is not None
+    with KFPRuntime(
+        state.kubeconfig,
+        tmp_path / "kfp",
+        node_ip=state.node.ip,
+        containerd_socket=state.node.containerd_socket,
+        component_image=f"localhost/dex/{COMPONENTS}:dev",
+    ) as started:
+        yield started
 
 
 # A pod waiting for one of these never starts: fail at once, saying why.
@@ -149,6 +156,12 @@ def _stuck_pods(runtime: KFPRuntime) -> dict[str, str]:
 def _diagnose(runtime: KFPRuntime, workflow: str) -> str:
     kubeconfig = runtime.kubeconfig
     parts = [
+        run_kubectl(
+            kubeconfig, "get", "nodes", "-o",
+            "jsonpath={range .items[*]}{.metadata.name} taints={.spec.taints} "
+            "conditions={.status.conditions}{end}",
+            check=False,
+        ).stdout,
         run_kubectl(kubeconfig, "get", "pods", "-n", NAMESPACE, "-o", "wide", check=False).stdout,
         run_kubectl(
             kubeconfig, "get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", check=False
@@ -167,7 +180,7 @@ def _diagnose(runtime: KFPRuntime, workflow: str) -> str:
 
 
 def test_a_kfp_run_executes_each_step_as_pods_of_the_component_image(
-    runtime: KFPRuntime, tmp_path: Path
+    plane: ControlPlane, runtime: KFPRuntime, tmp_path: Path
 ) -> None:
     import kfp
 
@@ -192,6 +205,7 @@ def test_a_kfp_run_executes_each_step_as_pods_of_the_component_image(
     workflow = eventually(workflow_name, timeout=60, what=f"the Workflow of run {run_id}")
 
     def finished() -> str | None:
+        plane.check_alive()  # a dead controller manager or kubelet: pods would wait forever
         if stuck := _stuck_pods(runtime):
             raise GiveUpError(f"pods that cannot start: {stuck}")
         state = client.get_run(run_id).state
