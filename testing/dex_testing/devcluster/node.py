@@ -600,7 +600,9 @@ class NodeStarter:
         )
         self.progress(f"waiting for node {node.name} to be Ready")
         kubelet.wait_ready(
-            node_ready, timeout=self.config.ready_timeout, what=f"node {node.name} Ready and untainted"
+            node_ready,
+            timeout=self.config.ready_timeout,
+            what=f"node {node.name} Ready and untainted",
         )
         node.timings["node_ready_s"] = round(time.monotonic() - began, 2)
 

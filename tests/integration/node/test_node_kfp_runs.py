@@ -116,7 +116,8 @@ def plane(node_assets: Assets, tmp_path: Path) -> Iterator[ControlPlane]:
 def runtime(plane: ControlPlane, tmp_path: Path) -> Iterator[KFPRuntime]:
     """KFP's runtime against the node cluster."""
     state = plane.state
-    assert state is not None and state.node is not None
+    assert state is not None
+    assert state.node is not None
     with KFPRuntime(
         state.kubeconfig,
         tmp_path / "kfp",
