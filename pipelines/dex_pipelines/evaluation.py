@@ -42,4 +42,6 @@ def evaluation_pipeline(
         registered_model=registered_model,
         version_or_alias=version_or_alias,
         data=features.outputs["training_set"],
-    ).set_display_name("evaluate")
+    ).set_display_name("evaluate").set_caching_options(
+        False  # reads the version the alias names now, not at an earlier run's time
+    )

@@ -46,4 +46,6 @@ def promotion_pipeline(
         gate_metric=gate_metric,
         min_score=min_score,
         promotion_margin=promotion_margin,
-    ).set_display_name("promote")
+    ).set_display_name("promote").set_caching_options(
+        False  # reads the registry's champion now, not at an earlier run's time
+    )

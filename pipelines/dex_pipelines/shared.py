@@ -24,7 +24,10 @@ def validated_features(
 ) -> Any:
     """Add validate + build-training-set to the pipeline being defined; returns the latter.
 
-    Arguments are pipeline parameters (placeholders) or constants, hence ``Any``.
+    Arguments are pipeline parameters (placeholders) or constants, hence ``Any``. Neither
+    step is ever served from KFP's cache: its inputs name data (a URI, a feature service),
+    not its content, so a run on new data would otherwise reuse the old data's outputs —
+    and every step after them, whose inputs are their artifacts.
     """
     validated = c.validate_data(
         entity_source=entity_source,
@@ -37,7 +40,8 @@ def validated_features(
         gate_metric=gate_metric,
         entity_key_type=entity_key_type,
     ).set_display_name("validate")
-    return c.build_training_set(
+    validated.set_caching_options(False)
+    features = c.build_training_set(
         entities=validated.outputs["entities"],
         feature_repo=feature_repo,
         feature_service=feature_service,
@@ -48,3 +52,5 @@ def validated_features(
         validated_json=validated.outputs["Output"],
         categorical_json=categorical_json,
     ).set_display_name(features_display_name)
+    features.set_caching_options(False)
+    return features

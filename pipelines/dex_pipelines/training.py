@@ -94,4 +94,6 @@ def training_pipeline(
         promotion_margin=promotion_margin,
         max_drift_share=max_drift_share,
         drift_share=evaluated.outputs["Output"],
-    ).set_display_name("register-and-promote")
+    ).set_display_name("register-and-promote").set_caching_options(
+        False  # reads the registry's champion now, not at an earlier run's time
+    )

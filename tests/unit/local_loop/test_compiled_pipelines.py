@@ -44,3 +44,27 @@ def test_training_columns_are_parameters() -> None:
     for name in ("entity_key", "label", "timestamp_column", "feature_service", "n_trials"):
         assert name in params
     assert "defaultValue" not in params["entity_source"]
+
+
+# Steps that read the model registry's current state (aliases, the champion).
+REGISTRY_READERS = {
+    "comp-register-and-promote",
+    "comp-promote-challenger",
+    "comp-evaluate-registered",
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_step_that_reads_outside_state_is_served_from_kfps_cache(name: str) -> None:
+    """KFP reuses a cached step when its inputs are equal. A step whose inputs only name
+    what it reads (a data URI, a feature service, a registered model) would then skip the
+    new data or the registry as it is now; a step fed an artifact of an uncached one never
+    matches an older key (artifacts are keyed by their unique names)."""
+    spec = yaml.safe_load((COMPILED_DIR / f"{name}.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    for task_name, task in tasks.items():
+        cached = task.get("cachingOptions", {}).get("enableCache", False)
+        reads_outside = not task.get("inputs", {}).get("artifacts") or (
+            task["componentRef"]["name"] in REGISTRY_READERS
+        )
+        assert not (cached and reads_outside), f"{name}: task {task_name} is cacheable"
