@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,12 +65,6 @@ DRIFTED = GeneratorConfig(
 )
 SERVED = 250  # customers scored per phase: more than the monitor's min_rows (200)
 VIEWS = {"customer_profile": "profiles", "customer_activity": "activity"}
-
-
-@dataclass
-class Trained:
-    version: str
-    run: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -170,9 +163,9 @@ def _champion(cluster: DexCluster) -> str | None:
 @pytest.fixture(scope="module")
 def trained(
     dex_cluster: DexCluster, kfp: KFPRuntime, tmp_path_factory: pytest.TempPathFactory
-) -> Trained:
-    """The first version of the platform's model, trained by the DexPipeline's schedule (one
-    minute of the year, so exactly one run) on the first batch."""
+) -> str:
+    """The number of the platform's model's first version, trained by the DexPipeline's
+    schedule (one minute of the year, so exactly one run) on the first batch."""
     folder = tmp_path_factory.mktemp("lake")
     write_parquet(generate(FIRST), folder)
     _s3(kfp).create_bucket(Bucket=BUCKET)
@@ -199,18 +192,18 @@ def trained(
     )  # fmt: skip
     versions = _versions(dex_cluster)
     assert list(versions) == ["1"], versions
-    return Trained(version="1", run=run)
+    return "1"
 
 
 def test_a_scheduled_run_trains_in_pods_and_registers_the_champion(
-    dex_cluster: DexCluster, trained: Trained
+    dex_cluster: DexCluster, trained: str
 ) -> None:
-    version = _versions(dex_cluster)[trained.version]
+    version = _versions(dex_cluster)[trained]
     mlflow_run = _mlflow(dex_cluster, "runs/get", run_id=version["run_id"])["run"]
     metrics = {m["key"] for m in mlflow_run["data"].get("metrics", [])}
     assert metrics, mlflow_run
     # The first version passes the gates with no champion to beat.
-    assert _champion(dex_cluster) == trained.version
+    assert _champion(dex_cluster) == trained
     # No schedule left: the recurring run is gone from the status and from KFP.
     assert eventually(
         lambda: "recurringRunId" not in _status(dex_cluster, "dexpipeline", PIPELINE),
@@ -263,7 +256,7 @@ def _events(cluster: DexCluster, kind: str, name: str) -> list[str]:
 
 
 def test_drift_in_the_online_store_retrains_and_rolls_out_a_new_champion(
-    dex_cluster: DexCluster, kfp: KFPRuntime, trained: Trained, tmp_path: Path
+    dex_cluster: DexCluster, kfp: KFPRuntime, trained: str, tmp_path: Path
 ) -> None:
     cluster, kubectl = dex_cluster, dex_cluster.kubectl
     first, drifted = generate(FIRST), generate(DRIFTED)
@@ -301,7 +294,7 @@ def test_drift_in_the_online_store_retrains_and_rolls_out_a_new_champion(
         wanted = status.get("phase") == "Promoted" and status.get("stableVersion") == version
         return status if wanted else None
 
-    eventually(lambda: serving(trained.version), timeout=400, interval=3, what="v1 Promoted")
+    eventually(lambda: serving(trained), timeout=400, interval=3, what="v1 Promoted")
     monitor = f"http://{kubectl.cluster_ip('dex-system', 'dex-monitor')}:8080"
 
     def rows_at_least(count: int) -> int | None:
@@ -310,7 +303,7 @@ def test_drift_in_the_online_store_retrains_and_rolls_out_a_new_champion(
 
     # Today's traffic: the world the champion was trained on. The trigger reads the share
     # and stays armed.
-    assert _predict(cluster, keys) == {trained.version}
+    assert _predict(cluster, keys) == {trained}
     eventually(lambda: rows_at_least(SERVED), timeout=120, what="the monitor's rows")
     armed = eventually(
         lambda: (t := _trigger(cluster)).get("driftShare") is not None and t,
