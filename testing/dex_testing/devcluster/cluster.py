@@ -154,7 +154,7 @@ def _node_ready(server: str, ctx: ssl.SSLContext, name: str) -> bool:
         return False
     conditions = node.get("status", {}).get("conditions", [])
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-    # The NodeRestriction/TaintNodesByCondition admission registers every node with
+    # The TaintNodesByCondition admission plugin registers every node with
     # node.kubernetes.io/not-ready:NoSchedule; only the controller manager's node lifecycle
     # controller removes it. Ready alone is the kubelet's word: pods still do not schedule
     # until the taint is gone, so a node is up when both hold.
