@@ -19,14 +19,13 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from dex_operator import API_VERSION, GROUP, informer, isvc, kube, route
+from dex_operator import API_VERSION, FINALIZER, GROUP, events, informer, isvc, kube, route
 from dex_operator.analysis import (
     AnalysisContext,
     DexDriftProvider,
@@ -72,30 +71,21 @@ class StaleReadError(Exception):
     """What was read may predate our last write: read again before acting on it."""
 
 
-# One lock per DexModel: its change handlers and requeued reconciles (woken by its
-# InferenceServices' and route's events too) run in parallel threads. kopf's per-object memo
-# holds the lock as long as kopf knows the DexModel (kopf drops the memo with the object's
-# DELETED event), and ``_locks`` only finds a lock something still holds, so nothing is left
-# behind per deleted object. A requeued reconcile has only the DexModel's name, no memo: by
-# name it finds the lock the DexModel's memo holds while kopf knows the DexModel; after the
-# DexModel is gone it gets a lock that lives as long as that one reconcile, and still
-# excludes any reconcile running by then.
+# One lock per DexModel: its reconciles (queued by its own events and by its
+# InferenceServices' and route's) run in parallel threads. ``_locks`` finds a lock only while
+# something holds it: a reconcile running, or one waiting for it. So nothing is left behind
+# per deleted object, and a reconcile still excludes every other one of its DexModel.
 _locks: weakref.WeakValueDictionary[tuple[str, str], threading.Lock]
 _locks = weakref.WeakValueDictionary()
 _locks_guard = threading.Lock()
-MEMO_LOCK = "reconcileLock"
 
 
-def object_lock(
-    namespace: str, name: str, memo: MutableMapping[str, Any] | None = None
-) -> threading.Lock:
-    """The DexModel's lock; ``memo`` (kopf's per-object memo) keeps it alive."""
+def object_lock(namespace: str, name: str) -> threading.Lock:
+    """The DexModel's lock, while anyone holds a reference to it."""
     with _locks_guard:
         lock = _locks.get((namespace, name))
         if lock is None:
             lock = _locks[(namespace, name)] = threading.Lock()
-        if memo is not None:
-            memo[MEMO_LOCK] = lock
         return lock
 
 
@@ -104,13 +94,12 @@ def reconcile(
     name: str,
     *,
     body: kopf.Body | None = None,
-    memo: MutableMapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Reconcile one DexModel. ``body`` (what kopf last saw) saves a GET; every write made
-    from it is conditional on its resourceVersion, and a stale one is read again. ``memo``
-    is the DexModel's kopf memo, None when the caller has none (the ISVC event handler)."""
-    with object_lock(namespace, name, memo), RECONCILE_SECONDS.time():
+    """Reconcile one DexModel. ``body`` (a newer copy than the informer's, if the caller has
+    one) saves a GET; every write made from it is conditional on its resourceVersion, and a
+    stale one is read again."""
+    with object_lock(namespace, name), RECONCILE_SECONDS.time():
         try:
             _attempt(namespace, name, body, now)
         except ApiError as exc:
@@ -174,6 +163,12 @@ def _snapshot(body: kopf.Body) -> dict[str, Any]:
 
 def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
     meta = obj["metadata"]
+    if FINALIZER in (meta.get("finalizers") or []):
+        # Put there by operator versions whose kopf timers needed it; nothing holds a
+        # DexModel now, and left alone it would keep a deleted one from going. The write
+        # moves the resourceVersion on: the reconcile starts over from a live read.
+        kube.drop_finalizer(meta, FINALIZER)
+        raise StaleReadError
     if meta.get("deletionTimestamp"):
         return
     namespace, name = meta["namespace"], meta["name"]
@@ -225,8 +220,16 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
         )
 
     engine = decision.status
-    engine.inference_service = mirror or InferenceServiceStatus(name=name)
     writes = _writes(obj, spec, decision, mode, isvcs, current_route, parent)
+    if mode == "Standard" and decision.plan is not None:
+        # Status names the InferenceServices of the plan just decided, and the URL of the
+        # route as written; readiness and traffic are as observed. So the status written
+        # before a version's InferenceService is created already names it, and its creation
+        # needs no second write to say so (a tenth of all writes at 500 DexModels).
+        _, mirror = isvc.observe_variants(name, isvcs, current_route, decision.plan, parent)
+        if mirror is not None and writes.route is not None:
+            mirror.url = isvc.route_url(writes.route)
+    engine.inference_service = mirror or InferenceServiceStatus(name=name)
     # A refusal reported earlier stands while the same writes are still to be made (they
     # are retried each reconcile); it clears once they succeed or are no longer needed.
     new = _with_refusal(engine, _refusal_in(before) if writes.needed else None, now)
@@ -241,16 +244,16 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
         raise StaleReadError
     meta = dict(meta)
     if status_changed:
-        meta["resourceVersion"] = kube.patch_status(meta, _dump(new))
+        meta["resourceVersion"] = kube.replace_status(meta, _dump(new))
     _emit(obj, decision, before)
     refusal = _apply(writes, live=fresh)
     if action is not None and new.last_action is not None:
         kube.clear_annotation(namespace, name, ACTION_ANNOTATION)
     after = _with_refusal(engine, refusal, now)
     if after.model_dump(mode="json") != new.model_dump(mode="json"):
-        kube.patch_status(meta, _dump(after))
+        kube.replace_status(meta, _dump(after))
     if refusal is not None and refusal != _refusal_in(before):
-        kopf.warn(_ref(obj), reason=refusal.reason, message=refusal.message)
+        events.post(obj, "Warning", refusal.reason, refusal.message)
 
 
 def _dump(status: DexModelStatus) -> dict[str, Any]:
@@ -270,6 +273,7 @@ class Writes:
 
     converge: list[tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
     delete: list[dict[str, Any]] = field(default_factory=list)
+    route: dict[str, Any] | None = None  # the route as the plan wants it (Standard mode)
 
     @property
     def needed(self) -> bool:
@@ -336,6 +340,7 @@ def _writes(
             parent=parent,
             domain=CONFIG.ingress_domain,
         )
+        writes.route = want_route
         if current_route is None or isvc.drifted(current_route, want_route):
             writes.converge.append((want_route, current_route))
             route_settled = False
@@ -432,11 +437,6 @@ def _owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(r.get("uid") == uid and r.get("controller") for r in refs)
 
 
-def _ref(obj: dict[str, Any]) -> Any:
-    """kopf's event API is typed for its Body wrapper; it only reads the object reference."""
-    return obj
-
-
 def _report_source_error(
     obj: dict[str, Any],
     status: DexModelStatus,
@@ -456,8 +456,8 @@ def _report_source_error(
         now,
     )
     if status.model_dump(mode="json") != before.model_dump(mode="json"):
-        kube.patch_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
-        kopf.warn(_ref(obj), reason=exc.reason, message=str(exc))
+        kube.replace_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
+        events.post(obj, "Warning", exc.reason, str(exc))
 
 
 def _clear_source_error(status: DexModelStatus, now: datetime) -> None:
@@ -485,8 +485,8 @@ def _report_not_owned(
     status.message = message
     set_condition(status, "Ready", False, NOT_OWNED, message, now)
     if status.model_dump(mode="json") != before.model_dump(mode="json"):
-        kube.patch_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
-        kopf.warn(_ref(obj), reason=NOT_OWNED, message=message)
+        kube.replace_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
+        events.post(obj, "Warning", NOT_OWNED, message)
 
 
 def _providers(spec: DexModelSpec) -> dict[str, Provider]:
@@ -526,7 +526,7 @@ def _with_analysis(
 def _emit(obj: dict[str, Any], decision: Decision, before: DexModelStatus) -> None:
     meta = obj["metadata"]
     for event in decision.events:
-        kopf.event(_ref(obj), type=event.type, reason=event.reason, message=event.message)
+        events.post(obj, event.type, event.reason, event.message)
         log.info("%s/%s %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
         if outcome := OUTCOME_BY_REASON.get(event.reason):
             ROLLOUTS.labels(outcome).inc()

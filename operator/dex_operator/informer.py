@@ -16,7 +16,6 @@ object's size and nothing here reads it.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -42,11 +41,25 @@ def older(obj: Mapping[str, Any], *, than: Mapping[str, Any]) -> bool:
     return new_rv is not None and old_rv is not None and new_rv < old_rv
 
 
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars): what watch events and API responses
+    hold. A few times faster than ``copy.deepcopy``, which the informer spent most of its
+    time in at 500 DexModels."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _same_version(obj: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    rv = _rv(obj)
+    return rv is not None and rv == _rv(than)
+
+
 def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: copy.deepcopy(v) for k, v in obj.items() if k != "metadata"}
-    out["metadata"] = {
-        k: copy.deepcopy(v) for k, v in obj["metadata"].items() if k != "managedFields"
-    }
+    out = {k: _copy(v) for k, v in obj.items() if k != "metadata"}
+    out["metadata"] = {k: _copy(v) for k, v in obj["metadata"].items() if k != "managedFields"}
     return out
 
 
@@ -68,23 +81,26 @@ class Store:
         label = (meta.get("labels") or {}).get(MODEL_LABEL)
         return str(label) if label else None
 
-    def observe(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
-        """A watch event's object, or what one of our writes returned."""
+    def observe(self, obj: Mapping[str, Any], *, deleted: bool = False) -> bool:
+        """A watch event's object, or what one of our writes returned. Whether it was news:
+        not older than the entry, nor the entry itself (the echo of our own write)."""
         meta = obj["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
         model = None if deleted else self._model(obj)
         with self._lock:
             have = self._objects.get(key)
-            if have is not None and not deleted and older(obj, than=have):
-                return
+            stale = have is not None and (older(obj, than=have) or _same_version(obj, have))
+            if stale and not deleted:
+                return False
             if have is not None:
                 self._unindex(key, have)
             if model is None:  # gone, or no longer labelled as any DexModel's
                 self._objects.pop(key, None)
                 self._confirmed.discard(key)
-                return
+                return have is not None
             self._objects[key] = _slim(obj)
             self._by_model.setdefault((key[0], model), set()).add(key[1])
+            return True
 
     def _unindex(self, key: Key, obj: Mapping[str, Any]) -> None:
         model = self._model(obj)
@@ -99,13 +115,13 @@ class Store:
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             obj = self._objects.get((namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+            return _copy(obj) if obj is not None else None
 
     def of_model(self, namespace: str, model: str) -> dict[str, dict[str, Any]]:
         """The objects labelled as ``model``'s, by name (as a LIST by label selector)."""
         with self._lock:
             names = sorted(self._by_model.get((namespace, model), ()))
-            return {n: copy.deepcopy(self._objects[(namespace, n)]) for n in names}
+            return {n: _copy(self._objects[(namespace, n)]) for n in names}
 
     def confirm(self, namespace: str, name: str) -> None:
         """For DexModels: what the watches say of this one's InferenceServices and route is

@@ -421,7 +421,7 @@ def observe_variants(
     applied = route.applied(route_obj, parent)
     mirror = InferenceServiceStatus(
         name=isvc_name(name, plan.stable, "Standard"),
-        url=_route_url(route_obj),
+        url=route_url(route_obj),
         deployment_mode="Standard",
         ready=stable is not None and _ready(stable.get("status") or {}),
         stable_revision=isvc_name(name, plan.stable, "Standard"),
@@ -444,7 +444,8 @@ def observe_variants(
     )
 
 
-def _route_url(route_obj: dict[str, Any] | None) -> str | None:
+def route_url(route_obj: dict[str, Any] | None) -> str | None:
+    """Where the route serves: its first hostname."""
     hosts = ((route_obj or {}).get("spec") or {}).get("hostnames") or []
     return f"http://{hosts[0]}" if hosts else None
 

@@ -92,9 +92,46 @@ def cluster_default_mode() -> str | None:
     return value
 
 
-def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
+def replace_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
     """Replace the DexModel's status, only if it is still at ``meta``'s resourceVersion;
-    the new resourceVersion (a second write in the same reconcile is conditional on it)."""
+    the new resourceVersion (a second write in the same reconcile is conditional on it).
+
+    A PUT of the status subresource: the API server keeps everything but status from the
+    object it has, and stores what is sent. A merge patch would have it encode the stored
+    object, merge and decode again: a tenth of its CPU at 500 DexModels. Fields that are
+    None are left out: absent is how the API server stores them either way."""
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DexModel",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "resourceVersion": meta["resourceVersion"],
+        },
+        "status": _without_none(status),
+    }
+    path = custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
+    obj = client().request("PUT", f"{path}/status", body=body)
+    informer.DEXMODELS.observe(obj)
+    return str(obj["metadata"]["resourceVersion"])
+
+
+def drop_finalizer(meta: dict[str, Any], finalizer: str) -> None:
+    """Remove ``finalizer`` from the DexModel, only if it is still at ``meta``'s
+    resourceVersion (the list is replaced whole: a concurrent change is refused, not lost)."""
+    kept = [f for f in meta.get("finalizers") or [] if f != finalizer]
+    obj = client().request(
+        "PATCH",
+        custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]),
+        body={"metadata": {"resourceVersion": meta["resourceVersion"], "finalizers": kept}},
+        content_type=MERGE_PATCH,
+    )
+    informer.DEXMODELS.observe(obj)
+
+
+def merge_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
+    """Merge ``status`` (RFC 7386: what it names, the rest left as it is) into the
+    DexModel's, only if it is still at ``meta``'s resourceVersion; the new resourceVersion."""
     obj = client().request(
         "PATCH",
         custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]) + "/status",
@@ -103,6 +140,14 @@ def patch_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
     )
     informer.DEXMODELS.observe(obj)
     return str(obj["metadata"]["resourceVersion"])
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def clear_annotation(namespace: str, name: str, key: str) -> None:

@@ -38,10 +38,11 @@ from typing import Any
 
 import kopf
 
-from dex_operator import informer, kube, pipelines, triggers
+from dex_operator import events, informer, kube, pipelines, triggers
 from dex_operator.analysis import DexDriftProvider
 from dex_operator.config import CONFIG
 from dex_operator.crd.models import DexPipelineSpec, DexPipelineStatus, PipelineRun
+from dex_operator.events import EventType
 from dex_operator.kfp import (
     KfpClient,
     KfpError,
@@ -65,7 +66,7 @@ class Outcome:
     """What a reconcile leaves: the status to write, an Event to post, a retry delay."""
 
     status: DexPipelineStatus
-    events: list[tuple[str, str, str]]  # (type, reason, message)
+    events: list[tuple[EventType, str, str]]  # (type, reason, message)
     retry_after: float | None
 
 
@@ -175,7 +176,7 @@ def reconcile(body: Mapping[str, Any], retry: int = 0) -> Outcome:
         return Outcome(status, [("Warning", "InvalidSpec", str(exc))] if flipped else [], None)
 
     endpoint = spec.kfp.endpoint or CONFIG.kfp_url
-    fired: list[tuple[str, str, str]] = []
+    fired: list[tuple[EventType, str, str]] = []
     try:
         with KfpClient(endpoint, timeout=CONFIG.http_timeout) as kfp:
             version = kfp.ensure_version(pipeline, package)
@@ -221,8 +222,8 @@ def reconcile(body: Mapping[str, Any], retry: int = 0) -> Outcome:
         set_condition(status, "Degraded", True, reason, str(exc), now)
         set_condition(status, "Ready", False, reason, str(exc), now)
         flipped = _flipped(before, status, "Degraded")
-        events = [("Warning", reason, str(exc))] if flipped else []
-        return Outcome(status, events, backoff(retry) if unreachable else None)
+        reports: list[tuple[EventType, str, str]] = [("Warning", reason, str(exc))]
+        return Outcome(status, reports if flipped else [], backoff(retry) if unreachable else None)
 
     status.pipeline_version = version.name
     status.recurring_run_id = recurring.recurring_run_id if recurring else None
@@ -248,15 +249,15 @@ def reconcile(body: Mapping[str, Any], retry: int = 0) -> Outcome:
             set_condition(status, "TriggersActive", True, "Watching", f"drift of {watched}", now)
     else:
         status.conditions = [c for c in status.conditions if c.type != "TriggersActive"]
-    events = list(fired)
+    reports = list(fired)
     if _flipped(before, status, "Ready") or _flipped(before, status, "Degraded"):
         ready = next(c for c in status.conditions if c.type == "Ready")
-        events.append(("Normal", ready.reason, ready.message))
+        reports.append(("Normal", ready.reason, ready.message))
     if _flipped(before, status, "TriggersActive"):
         cond = next((c for c in status.conditions if c.type == "TriggersActive"), None)
         if cond is not None and cond.status == "False":
-            events.append(("Warning", cond.reason, cond.message))
-    return Outcome(status, events, None)
+            reports.append(("Warning", cond.reason, cond.message))
+    return Outcome(status, reports, None)
 
 
 def _share_reader(namespace: str) -> triggers.ReadShare:
@@ -292,6 +293,6 @@ def status_patch(status: DexPipelineStatus) -> dict[str, Any]:
     return out
 
 
-def post(body: kopf.Body, events: list[tuple[str, str, str]]) -> None:
-    for kind, reason, message in events:
-        kopf.event(body, type=kind, reason=reason, message=message)
+def post(body: kopf.Body, reports: list[tuple[EventType, str, str]]) -> None:
+    for kind, reason, message in reports:
+        events.post(body, kind, reason, message)

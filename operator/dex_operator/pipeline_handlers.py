@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from dex_operator import GROUP, VERSION, pipeline_controller
+from dex_operator import GROUP, VERSION, events, pipeline_controller
 from dex_operator.config import CONFIG
 from dex_operator.kfp import KfpError, KfpUnreachableError
 
@@ -64,11 +64,8 @@ def on_delete(body: kopf.Body, retry: int, **_: Any) -> None:
         transient = isinstance(exc, KfpUnreachableError) or (exc.status or 0) >= 500
         if transient and retry + 1 < CLEANUP_ATTEMPTS:
             raise kopf.TemporaryError(str(exc), delay=pipeline_controller.backoff(retry)) from exc
-        kopf.event(
-            body,
-            type="Warning",
-            reason="CleanupSkipped",
-            message=f"the KFP recurring run was not removed: {exc}",
+        events.post(
+            body, "Warning", "CleanupSkipped", f"the KFP recurring run was not removed: {exc}"
         )
     finally:
         _LOCKS.pop((str(body.metadata.namespace), str(body.metadata.name)), None)

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import kopf
-
-from dex_operator import kube
+from dex_operator import events, kube
 from dex_operator.crd.models import Condition
+from dex_operator.events import EventType
 from dex_operator.kubeapi import ApiError
 
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
@@ -112,7 +111,7 @@ class Report:
     """What ``sync`` writes: the new condition and, when it is news, an Event."""
 
     condition: dict[str, Any]
-    event_type: str | None = None
+    event_type: EventType | None = None
     event_reason: str = ""
     event_message: str = ""
 
@@ -234,22 +233,12 @@ def sync(namespace: str, isvc_name: str, now: datetime | None = None) -> bool:
                 return False
             raise
         if report.event_type:
-            kopf.event(
-                _ref(obj),
-                type=report.event_type,
-                reason=report.event_reason,
-                message=report.event_message,
-            )
+            events.post(obj, report.event_type, report.event_reason, report.event_message)
             log.info("%s/%s %s: %s", namespace, owner, report.event_reason, report.event_message)
         return not failures
     return False
 
 
-def _ref(obj: dict[str, Any]) -> Any:
-    """kopf's event API is typed for its Body wrapper; it only reads the object reference."""
-    return obj
-
-
 def _patch_conditions(obj: Mapping[str, Any], conditions: list[dict[str, Any]]) -> None:
     # A merge patch replaces the conditions list and leaves the rest of status as it is.
-    kube.patch_status(dict(obj["metadata"]), {"conditions": conditions})
+    kube.merge_status(dict(obj["metadata"]), {"conditions": conditions})

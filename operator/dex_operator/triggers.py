@@ -20,6 +20,7 @@ from typing import Any
 
 from dex_operator.analysis import AnalysisError
 from dex_operator.crd.models import DexPipelineSpec, DriftTrigger, TriggerStatus
+from dex_operator.events import EventType
 from dex_operator.kfp import Run
 from dex_operator.rollout import parse_duration
 
@@ -32,7 +33,7 @@ StartRun = Callable[[str, str], Run]  # (run name, description) -> the run
 
 @dataclass(frozen=True)
 class Fired:
-    event: tuple[str, str, str]
+    event: tuple[EventType, str, str]
 
 
 def run_name(key: str, trigger: DriftTrigger, crossing: int) -> str:
@@ -48,12 +49,12 @@ def evaluate(
     read_share: ReadShare,
     start_run: StartRun,
     now: datetime,
-) -> tuple[list[TriggerStatus], list[tuple[str, str, str]]]:
+) -> tuple[list[TriggerStatus], list[tuple[EventType, str, str]]]:
     """The triggers' new state and the Events to post."""
     previous = {t.dex_model: t for t in before}
     active = [r for r in runs if r.state in ACTIVE_STATES]
     out: list[TriggerStatus] = []
-    events: list[tuple[str, str, str]] = []
+    events: list[tuple[EventType, str, str]] = []
     for trigger in spec.triggers:
         state = previous.get(trigger.dex_model, TriggerStatus(dex_model=trigger.dex_model))
         state = state.model_copy()

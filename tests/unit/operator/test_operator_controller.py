@@ -75,7 +75,7 @@ def test_conflicts_that_outlast_the_retries_give_up_and_count(
         writes.append(status)
         raise ApiError(status=409, reason="Conflict")
 
-    monkeypatch.setattr(kube, "patch_status", patch_status)
+    monkeypatch.setattr(kube, "replace_status", patch_status)
     before = errors("409")
     controller.reconcile(NS, NAME, now=NOW)  # gives up: returns, does not raise
     assert len(writes) == controller.ATTEMPTS
@@ -148,17 +148,14 @@ def test_a_clean_reconcile_counts_nothing(
     assert [errors(r) for r in reasons] == before
 
 
-def test_the_lock_lives_as_long_as_the_memo() -> None:
-    memo: dict[str, Any] = {}
-    lock = controller.object_lock(NS, "memo-held", memo)
-    # The ISVC event handler has only the owner's name: it must get the very same lock.
-    assert controller.object_lock(NS, "memo-held") is lock
+def test_the_lock_is_shared_while_anyone_holds_it() -> None:
+    lock = controller.object_lock(NS, "held")
+    # Every reconcile of the DexModel, whatever queued it, gets the very same lock.
+    assert controller.object_lock(NS, "held") is lock
+    assert (NS, "held") in controller._locks
     del lock
     gc.collect()
-    assert (NS, "memo-held") in controller._locks  # the memo holds it
-    memo.clear()  # what kopf's forgetting the deleted object amounts to
-    gc.collect()
-    assert (NS, "memo-held") not in controller._locks
+    assert (NS, "held") not in controller._locks
 
 
 def test_a_reconcile_by_name_only_leaves_no_lock_behind(
@@ -170,7 +167,7 @@ def test_a_reconcile_by_name_only_leaves_no_lock_behind(
     assert (NS, "gone") not in controller._locks
 
 
-def test_reconciles_by_memo_and_by_name_exclude_each_other(
+def test_two_reconciles_of_one_dexmodel_exclude_each_other(
     reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inside, release = threading.Event(), threading.Event()
@@ -182,19 +179,17 @@ def test_reconciles_by_memo_and_by_name_exclude_each_other(
         assert release.wait(10)
 
     monkeypatch.setattr(controller, "_reconcile", _reconcile)
-    memo: dict[str, Any] = {}
-    first = threading.Thread(
-        target=controller.reconcile, args=(NS, NAME), kwargs={"memo": memo}, name="timer"
-    )
+    first = threading.Thread(target=controller.reconcile, args=(NS, NAME), name="first")
     first.start()
     assert inside.wait(10)
-    lock = controller.object_lock(NS, NAME)  # what the ISVC event path takes
-    assert not lock.acquire(blocking=False)  # held by the timer's reconcile
+    second = threading.Thread(target=controller.reconcile, args=(NS, NAME), name="second")
+    second.start()
+    second.join(0.2)
+    assert entered == ["first"]  # the second waits for the first's lock
     release.set()
     first.join(10)
-    assert lock.acquire(timeout=10)
-    lock.release()
-    assert entered == ["timer"]
+    second.join(10)
+    assert entered == ["first", "second"]
 
 
 def test_a_refused_write_becomes_degraded_and_one_warning_quoting_the_refusal(
@@ -220,11 +215,14 @@ def test_a_refused_write_becomes_degraded_and_one_warning_quoting_the_refusal(
         exc.body = json.dumps({"kind": "Status", "reason": "Invalid", "message": message})
         raise exc
 
-    monkeypatch.setattr(kube, "patch_status", patch_status)
+    monkeypatch.setattr(kube, "replace_status", patch_status)
     monkeypatch.setattr(kube, "converge", refused)
-    monkeypatch.setattr(controller.kopf, "event", lambda *a, **k: None)
     monkeypatch.setattr(
-        controller.kopf, "warn", lambda obj, *, reason, message: warnings.append((reason, message))
+        controller.events,
+        "post",
+        lambda obj, type, reason, message: (
+            warnings.append((reason, message)) if type == "Warning" else None
+        ),
     )
     controller.reconcile(NS, NAME, now=NOW)
     assert written == ["InferenceService"]  # the route was not written after the refusal
@@ -249,11 +247,12 @@ def test_a_create_refused_as_existing_is_decided_again_from_live_reads(
         return {}
 
     monkeypatch.setattr(kube, "list_isvcs", list_isvcs)
-    monkeypatch.setattr(kube, "patch_status", lambda meta, status: meta["resourceVersion"])
-    monkeypatch.setattr(controller.kopf, "event", lambda *a, **k: None)
+    monkeypatch.setattr(kube, "replace_status", lambda meta, status: meta["resourceVersion"])
     warnings: list[str] = []
     monkeypatch.setattr(
-        controller.kopf, "warn", lambda obj, *, reason, message: warnings.append(reason)
+        controller.events,
+        "post",
+        lambda obj, type, reason, message: warnings.append(reason) if type == "Warning" else None,
     )
 
     def exists(desired: dict[str, Any], current: dict[str, Any] | None) -> None:

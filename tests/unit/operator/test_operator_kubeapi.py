@@ -100,7 +100,7 @@ def write_kubeconfig(path: Path, server: str, token: str) -> None:
 
 
 def test_a_401_logs_in_again_once(kubeconfig: Path) -> None:
-    client = kubeapi.Client(pool_size=1, timeout=5)
+    client = kubeapi.Client(timeout=5)
     patch = {"metadata": {"resourceVersion": "7"}}
     assert client.request("PATCH", "/x", body=patch, content_type=kubeapi.MERGE_PATCH) == {
         "echo": patch
@@ -120,7 +120,7 @@ def test_a_401_logs_in_again_once(kubeconfig: Path) -> None:
 
 
 def test_a_refusal_carries_the_api_servers_status_and_body(kubeconfig: Path) -> None:
-    client = kubeapi.Client(pool_size=1, timeout=5)
+    client = kubeapi.Client(timeout=5)
     with pytest.raises(kubeapi.ApiError) as missing:
         client.request("GET", "/missing/thing")
     assert missing.value.status == 404

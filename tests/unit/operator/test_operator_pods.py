@@ -178,7 +178,9 @@ def api(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(kube, "get_dexmodel", get_dexmodel)
     monkeypatch.setattr(pods, "_patch_conditions", patch)
     monkeypatch.setattr(
-        pods.kopf, "event", lambda obj, **kw: world["events"].append((kw["type"], kw["reason"]))
+        pods.events,
+        "post",
+        lambda obj, type, reason, message: world["events"].append((type, reason)),
     )
     pods._quiet.clear()
     return world

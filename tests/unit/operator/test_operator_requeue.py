@@ -97,6 +97,47 @@ def test_requests_made_while_a_run_waits_for_a_thread_join_it(loop: Loop) -> Non
     assert sorted(runs.calls) == [("prod", "churn"), ("prod", "churn"), ("prod", "fraud")]
 
 
+def test_requests_during_a_run_make_one_more_run_after_it_never_a_concurrent_one() -> None:
+    # Two pool threads: a second run of the same DexModel could start if one were free.
+    loop = Loop()
+    loop.pool = ThreadPoolExecutor(max_workers=2)
+    release = threading.Event()
+    state = threading.Condition()
+    running, most, calls = 0, 0, 0
+
+    def run(namespace: str, name: str) -> None:
+        nonlocal running, most, calls
+        with state:
+            running, calls = running + 1, calls + 1
+            most = max(most, running)
+            first = calls == 1
+            state.notify_all()
+        if first:
+            release.wait(DEADLINE_S)
+        with state:
+            running -= 1
+            state.notify_all()
+
+    requeue = Requeue(run)
+    requeue.start(loop.loop, loop.pool)
+    try:
+        requeue.after("prod", "churn", 0.0)
+        with state:
+            assert state.wait_for(lambda: calls == 1, DEADLINE_S)
+        for _ in range(5):  # the InferenceService's and route's events, meanwhile
+            requeue.after("prod", "churn", 0.0)
+            loop.sync()
+        assert calls == 1
+        release.set()
+        with state:
+            assert state.wait_for(lambda: calls == 2 and running == 0, DEADLINE_S), calls
+        loop.sync()
+        assert calls == 2  # one more run for all five requests
+        assert most == 1
+    finally:
+        loop.close()
+
+
 def test_a_cancelled_request_does_not_run(loop: Loop) -> None:
     runs = Runs()
     requeue = Requeue(runs)
@@ -109,7 +150,7 @@ def test_a_cancelled_request_does_not_run(loop: Loop) -> None:
 
 
 def test_before_start_requests_are_dropped_not_raised() -> None:
-    # kopf's resume handler reconciles every DexModel once the operator runs.
+    # kopf's initial listing reconciles every DexModel once the operator runs.
     runs = Runs()
     requeue = Requeue(runs)
     requeue.after("prod", "churn", 0.0)
