@@ -257,7 +257,8 @@ def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:
 
 
 def _dump(status: DexModelStatus) -> dict[str, Any]:
-    return status.model_dump(by_alias=True, mode="json")
+    # None fields left out: absent is how the API server stores them either way.
+    return status.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def _any_isvc(isvcs: dict[str, dict[str, Any]], name: str) -> dict[str, Any] | None:
@@ -456,7 +457,7 @@ def _report_source_error(
         now,
     )
     if status.model_dump(mode="json") != before.model_dump(mode="json"):
-        kube.replace_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
+        kube.replace_status(obj["metadata"], _dump(status))
         events.post(obj, "Warning", exc.reason, str(exc))
 
 
@@ -485,7 +486,7 @@ def _report_not_owned(
     status.message = message
     set_condition(status, "Ready", False, NOT_OWNED, message, now)
     if status.model_dump(mode="json") != before.model_dump(mode="json"):
-        kube.replace_status(obj["metadata"], status.model_dump(by_alias=True, mode="json"))
+        kube.replace_status(obj["metadata"], _dump(status))
         events.post(obj, "Warning", NOT_OWNED, message)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dex_operator import GROUP, MODEL_LABEL, VERSION, informer, isvc, route
+from dex_operator import API_VERSION, GROUP, MODEL_LABEL, VERSION, informer, isvc, route
 from dex_operator.config import CONFIG
 from dex_operator.kubeapi import MERGE_PATCH, ApiError, client, custom_path
 
@@ -98,17 +98,16 @@ def replace_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
 
     A PUT of the status subresource: the API server keeps everything but status from the
     object it has, and stores what is sent. A merge patch would have it encode the stored
-    object, merge and decode again: a tenth of its CPU at 500 DexModels. Fields that are
-    None are left out: absent is how the API server stores them either way."""
+    object, merge and decode again: a tenth of its CPU at 500 DexModels."""
     body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": "DexModel",
         "metadata": {
             "name": meta["name"],
             "namespace": meta["namespace"],
             "resourceVersion": meta["resourceVersion"],
         },
-        "status": _without_none(status),
+        "status": status,
     }
     path = custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"])
     obj = client().request("PUT", f"{path}/status", body=body)
@@ -140,14 +139,6 @@ def merge_status(meta: dict[str, Any], status: dict[str, Any]) -> str:
     )
     informer.DEXMODELS.observe(obj)
     return str(obj["metadata"]["resourceVersion"])
-
-
-def _without_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(v) for v in value]
-    return value
 
 
 def clear_annotation(namespace: str, name: str, key: str) -> None:
