@@ -44,6 +44,12 @@ def test_pod_is_reachable_and_stop_restores_the_machine(node_run: NodeRun, core_
     for kind in (*KINDS, *KINDS_ALSO):
         assert any(line.startswith(kind) for line in changed), f"the node changed no {kind}"
 
+    images = node_run.work / "containerd" / "root"
+    assert images.is_dir()
     left = node_run.stop_and_compare()
     assert left == [], "\n".join(left)
     assert not RUN_DIR.exists()
+    # containerd's images and snapshots (gigabytes with DEX's images) go with the node; the
+    # logs stay in the folder for whoever reads them.
+    assert not images.exists()
+    assert (node_run.work / "logs" / "kubelet.log").is_file()
