@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
-
 from dex_operator import API_VERSION, FINALIZER, GROUP, events, informer, isvc, kube, route
 from dex_operator.analysis import (
     AnalysisContext,
@@ -89,19 +87,13 @@ def object_lock(namespace: str, name: str) -> threading.Lock:
         return lock
 
 
-def reconcile(
-    namespace: str,
-    name: str,
-    *,
-    body: kopf.Body | None = None,
-    now: datetime | None = None,
-) -> None:
-    """Reconcile one DexModel. ``body`` (a newer copy than the informer's, if the caller has
-    one) saves a GET; every write made from it is conditional on its resourceVersion, and a
-    stale one is read again."""
+def reconcile(namespace: str, name: str, *, now: datetime | None = None) -> None:
+    """Reconcile one DexModel from the informer's copy (a live read when it has none that
+    is confirmed); every write is conditional on the copy's resourceVersion, and a stale
+    copy is read again."""
     with object_lock(namespace, name), RECONCILE_SECONDS.time():
         try:
-            _attempt(namespace, name, body, now)
+            _attempt(namespace, name, now)
         except ApiError as exc:
             RECONCILE_ERRORS.labels(str(exc.status)).inc()
             raise
@@ -110,13 +102,13 @@ def reconcile(
             raise
 
 
-def _attempt(namespace: str, name: str, body: kopf.Body | None, now: datetime | None) -> None:
+def _attempt(namespace: str, name: str, now: datetime | None) -> None:
     # Gives up (returns) on conflicts that outlast the retries and on objects gone meanwhile:
     # the next trigger starts over. Those count in RECONCILE_ERRORS too, by reason.
     for attempt in range(ATTEMPTS):
         seen = None
         if attempt == 0 and informer.DEXMODELS.confirmed(namespace, name):
-            seen = _latest(body, informer.DEXMODELS.get(namespace, name))
+            seen = informer.DEXMODELS.get(namespace, name)
         fresh = seen is None
         obj = kube.get_dexmodel(namespace, name) if fresh else seen
         try:
@@ -143,22 +135,6 @@ def forget(namespace: str, name: str) -> None:
     collector); only our gauge remains."""
     with contextlib.suppress(KeyError):
         CANARY_WEIGHT.remove(namespace, name)
-
-
-def _latest(body: kopf.Body | None, cached: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The newer of what kopf handed this trigger and what the informer holds."""
-    seen = _snapshot(body) if body is not None else None
-    if seen is None or cached is None:
-        return seen or cached
-    return cached if informer.older(seen, than=cached) else seen
-
-
-def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    # kopf may hand a live body that it swaps as events arrive. Metadata (with the
-    # resourceVersion every write is conditional on) is copied first, so a copy spanning a
-    # swap pairs an older resourceVersion with newer data, which the API server refuses.
-    keys = ("apiVersion", "kind", "metadata", "spec", "status")
-    return {key: body[key] for key in keys if key in body}
 
 
 def _reconcile(obj: dict[str, Any], now: datetime, *, fresh: bool) -> None:

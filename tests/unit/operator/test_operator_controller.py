@@ -261,11 +261,12 @@ def test_a_create_refused_as_existing_is_decided_again_from_live_reads(
         raise exc
 
     monkeypatch.setattr(kube, "converge", exists)
+    informer.DEXMODELS.observe(dexmodel())
     try:
-        controller.reconcile(NS, NAME, body=dexmodel(), now=NOW)  # type: ignore[arg-type]
+        controller.reconcile(NS, NAME, now=NOW)
     finally:
         informer.DEXMODELS.observe(dexmodel(), deleted=True)
-    assert reads == [NAME]  # attempt 0 took the body handed in; attempt 1 read live
+    assert reads == [NAME]  # attempt 0 took the informer's copy; attempt 1 read live
     assert live_lists == [NAME]
     assert warnings == [controller.NOT_OWNED]
 
