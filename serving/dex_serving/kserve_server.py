@@ -21,6 +21,7 @@ def run(
     *,
     host: str,
     http_port: int,
+    timeout_keep_alive: int,
     grpc_port: int | None = None,
     predictor_host: str | None = None,
     predictor_protocol: str = "v1",
@@ -54,6 +55,7 @@ def run(
         enable_grpc=grpc_port is not None,
         enable_latency_logging=False,
         workers=1,
+        timeout_keep_alive=timeout_keep_alive,
         predictor_config=config,
     )
     logs.tame_server_logs()

@@ -155,4 +155,9 @@ def serve(settings: PredictorSettings) -> None:
     registry.configure_mlflow(settings.tracking_uri, settings.registry_uri)
     model = DexPredictor(settings)
     model.load()
-    kserve_server.run([model], host=settings.host, http_port=settings.http_port)
+    kserve_server.run(
+        [model],
+        host=settings.host,
+        http_port=settings.http_port,
+        timeout_keep_alive=settings.timeout_keep_alive,
+    )

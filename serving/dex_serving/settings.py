@@ -34,6 +34,18 @@ class _ServerSettings(BaseModel):
     tracking_uri: str | None = Field(default=None, description="MLflow tracking URI.")
     registry_uri: str | None = Field(default=None, description="MLflow registry URI.")
     host: str = Field(default="127.0.0.1", description="Address to bind (0.0.0.0 in a container).")
+    # A proxy that reuses a kept-alive connection at the moment the server closes it answers
+    # 502 (a POST is not retried): the server must hold idle connections longer than any proxy
+    # in front does. Gateways: Traefik 90 s, NGINX and AWS ALB 60 s, Google's LBs 600 s;
+    # KServe's own default (65 s) is below Traefik's, and a canary's first request after a
+    # quiet minute met it.
+    timeout_keep_alive: int = Field(
+        default=620,
+        ge=1,
+        description="Seconds an idle keep-alive connection is held open; above the idle "
+        "timeout of the proxy or Gateway in front.",
+        json_schema_extra=_flags("--timeout-keep-alive", "--timeout_keep_alive"),
+    )
 
 
 class PredictorSettings(_ServerSettings):

@@ -326,6 +326,7 @@ def serve(settings: TransformerSettings) -> None:
             [model],
             host=settings.host,
             http_port=settings.http_port,
+            timeout_keep_alive=settings.timeout_keep_alive,
             predictor_host=settings.predictor_host,
             predictor_protocol=settings.predictor_protocol,
         )

@@ -348,4 +348,11 @@ def serve(settings: MonitorSettings) -> None:
 
     registry.configure_mlflow(settings.tracking_uri, settings.registry_uri)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.http_port, access_log=False, log_config=None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.http_port,
+        timeout_keep_alive=settings.timeout_keep_alive,
+        access_log=False,
+        log_config=None,
+    )
