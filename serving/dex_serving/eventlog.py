@@ -15,10 +15,12 @@ dropped. Every event ends counted: sent, spooled then replayed, or dropped with 
 
 from __future__ import annotations
 
+import collections
+import http.client
 import logging
-import queue
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -159,8 +161,6 @@ class InferenceLogger:
         spool: Spool | None = None,
         probe_s: float = 1.0,
     ) -> None:
-        import httpx
-
         self.url = url
         self.batch_size = batch_size
         self.linger_s = linger_s
@@ -168,9 +168,14 @@ class InferenceLogger:
         self.spool = spool
         self.probe_s = probe_s
         self.metrics = _Metrics.get()
-        # Events wait already serialised: see log().
-        self._queue: queue.Queue[str] = queue.Queue(maxsize=capacity)
-        self._client = httpx.Client(timeout=timeout_s)
+        # Events wait already serialised (see log()) in a deque, not a queue.Queue: a put on
+        # a Queue wakes the waiting sender for every event, and that thread switch took the
+        # GIL from the request that logged it. The sender sleeps a linger instead, woken
+        # early only by a full batch, flush() or close().
+        self.capacity = capacity
+        self._buffer: collections.deque[str] = collections.deque()
+        self._wake = threading.Event()
+        self._client = _Poster(url, timeout_s)
         self._inflight = 0
         self._idle = threading.Condition()
         self._stop = threading.Event()
@@ -189,18 +194,22 @@ class InferenceLogger:
         here, in the request's thread (pydantic-core, tens of microseconds): serialising a
         whole batch in the sender thread held the GIL and CPU for milliseconds at a time,
         which requests served meanwhile paid in their tail latency."""
+        buffer = self._buffer
         for event in events:
-            try:
-                self._queue.put_nowait(event.model_dump_json(exclude_none=True))
-            except queue.Full:
+            if len(buffer) >= self.capacity:
                 self.metrics.dropped.labels(reason="buffer_full").inc()
-        self.metrics.buffered.set(self._queue.qsize())
+            else:
+                buffer.append(event.model_dump_json(exclude_none=True))
+        if len(buffer) >= self.batch_size or self.linger_s <= 0:
+            self._wake.set()
+        self.metrics.buffered.set(len(buffer))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything buffered has been delivered, spooled or dropped."""
         deadline = time.monotonic() + timeout_s
+        self._wake.set()  # no lingering: send what is there
         with self._idle:
-            while self._queue.qsize() or self._inflight:
+            while self._buffer or self._inflight:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -210,29 +219,20 @@ class InferenceLogger:
     def close(self, timeout_s: float = 5.0) -> None:
         self.flush(timeout_s)
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout_s)
         self._client.close()
 
     def _next_batch(self) -> list[str]:
-        try:
-            first = self._queue.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        with self._idle:
-            self._inflight = 1  # flush() must not see "idle" while we linger
-        batch = [first]
-        # Linger a little: one POST per inference would cost the serving process about
-        # as much CPU (and GIL) as the inference itself.
-        deadline = time.monotonic() + self.linger_s
-        while len(batch) < self.batch_size and not self._stop.is_set():
-            left = deadline - time.monotonic()
-            try:
-                batch.append(
-                    self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-        with self._idle:
+        if len(self._buffer) < self.batch_size and not self._stop.is_set():
+            # Linger: one POST per inference would cost the serving process about as much
+            # CPU (and GIL) as the inference itself. A wake-up set after this clear() is
+            # for events appended after it, which the drain below takes or the next wait sees.
+            self._wake.wait(self.linger_s if self.linger_s > 0 else 0.1)
+            self._wake.clear()
+        buffer = self._buffer
+        with self._idle:  # flush() must never see an empty buffer and nothing in flight
+            batch = [buffer.popleft() for _ in range(min(self.batch_size, len(buffer)))]
             self._inflight = len(batch)
         return batch
 
@@ -248,25 +248,19 @@ class InferenceLogger:
                 with self._idle:
                     self._inflight = 0
                     self._idle.notify_all()
-                self.metrics.buffered.set(self._queue.qsize())
+                self.metrics.buffered.set(len(self._buffer))
 
     def _post(self, body: bytes) -> int | None:
         """The monitor's status code, or None when it could not be reached."""
-        import httpx
-
         try:
-            response = self._client.post(
-                self.url, content=body, headers={"content-type": BATCH_CONTENT_TYPE}
-            )
-        except httpx.HTTPError as exc:
+            status, text = self._client.post(body)
+        except (OSError, http.client.HTTPException) as exc:
             log.debug(logs.kv("event delivery failed", error=repr(exc)))
             return None
-        if 400 <= response.status_code < 500:
+        if 400 <= status < 500:
             # The monitor rejected the events themselves: retrying cannot help.
-            log.warning(
-                logs.kv("events rejected", status=response.status_code, body=response.text[:200])
-            )
-        return response.status_code
+            log.warning(logs.kv("events rejected", status=status, body=text[:200]))
+        return status
 
     def _replay(self) -> None:
         """Send spooled batches, oldest first, while the monitor takes them."""
@@ -338,3 +332,58 @@ class InferenceLogger:
         else:
             log.warning(logs.kv("spool full, events dropped", count=len(batch), url=self.url))
             self.metrics.dropped.labels(reason="spool_full").inc(len(batch))
+
+
+class _Poster:
+    """POSTs batches over one kept-alive connection (the sender is one thread).
+
+    ``http.client``, not httpx: the sender shares the GIL with the requests being served, and
+    httpx spent about as much CPU per POST (pool bookkeeping, header models) as a request
+    itself; those bursts showed in the served requests' p99.
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"monitor URL {url!r}: expected http(s)://host[:port]/path")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._timeout = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = kind(self._host, self._port, timeout=self._timeout)
+        return self._conn
+
+    def post(self, body: bytes) -> tuple[int, str]:
+        # A kept-alive connection the monitor closed while idle fails at once: one retry on a
+        # fresh one. Events carry ids the monitor stores once, so a replay adds nothing.
+        reused = self._conn is not None
+        try:
+            return self._exchange(body)
+        except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+            self.close()
+            if not reused:
+                raise
+            return self._exchange(body)
+        except BaseException:
+            self.close()
+            raise
+
+    def _exchange(self, body: bytes) -> tuple[int, str]:
+        conn = self._connection()
+        conn.request("POST", self._path, body=body, headers={"content-type": BATCH_CONTENT_TYPE})
+        response = conn.getresponse()
+        text = response.read().decode("utf-8", "replace")
+        if response.will_close:
+            self.close()
+        return response.status, text
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
