@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dex import metrics
 from dex_serving import logs
+from dex_serving.settings import TransformerSettings
 from dex_serving.spool import Spool
 
 log = logging.getLogger("dex.serving.eventlog")
@@ -38,6 +39,7 @@ REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+_DEFAULTS = TransformerSettings.model_fields  # the batching defaults' one owner
 EXTENSIONS = ("inferenceservicename", "namespace", "component", "endpoint", "modelversion")
 
 
@@ -154,10 +156,10 @@ class InferenceLogger:
         url: str,
         *,
         capacity: int = 10_000,
-        batch_size: int = 200,
+        batch_size: int = _DEFAULTS["log_batch"].default,
         max_attempts: int = 5,
         timeout_s: float = 5.0,
-        linger_s: float = 0.25,
+        linger_s: float = _DEFAULTS["log_linger_s"].default,
         spool: Spool | None = None,
         probe_s: float = 1.0,
     ) -> None:

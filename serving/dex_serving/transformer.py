@@ -99,6 +99,7 @@ class DexTransformer(Model):  # type: ignore[misc]
                 self.settings.monitor_url,
                 capacity=self.settings.log_buffer,
                 batch_size=self.settings.log_batch,
+                linger_s=self.settings.log_linger_s,
                 spool=Spool(spool, self.settings.event_spool_bytes) if spool else None,
             )
         self.ready = True
