@@ -97,3 +97,21 @@ def test_log_returns_while_the_monitor_holds_a_delivery() -> None:
         logger.close()
         server.shutdown()
         server.server_close()
+
+
+def test_batching_is_set_on_the_command_line_and_defaults_to_the_settings() -> None:
+    from dex_serving.run import settings_from
+    from dex_serving.settings import TransformerSettings
+
+    settings = settings_from(
+        ["transformer", "--model", "models:/churn@champion", "--feature-repo", "repo",
+         "--log-batch", "64", "--log-linger-s", "0.5"]
+    )  # fmt: skip
+    assert isinstance(settings, TransformerSettings)
+    assert (settings.log_batch, settings.log_linger_s) == (64, 0.5)
+    logger = InferenceLogger(f"http://127.0.0.1:{free_ports(1)[0]}")
+    try:
+        defaults = TransformerSettings(model="models:/churn@champion", feature_repo="repo")
+        assert (logger.batch_size, logger.linger_s) == (defaults.log_batch, defaults.log_linger_s)
+    finally:
+        logger.close(timeout_s=1)
