@@ -40,3 +40,20 @@ def test_default_version_applies_to_events_without_one(tmp_path: Path) -> None:
     )
     store.add([request], _columns, "7")
     assert store.window("churn", "7", 10) == [{"a": 1.0, "b": 2.0}]
+
+
+def test_a_large_batch_with_repeats_stores_each_event_once(tmp_path: Path) -> None:
+    # More ids than one lookup of stored ids takes, a repeat inside the batch, and a retry.
+    store = EventStore(tmp_path / "events.sqlite")
+    events = [
+        e
+        for i in range(1000)
+        for e in inference_events(
+            source="t", service="churn", version="1",
+            request={"instances": [{"a": i, "b": i}]}, response={"predictions": [0]},
+        )
+    ]  # fmt: skip
+    assert store.add([*events, events[0], events[1]], _columns, None) == 2000
+    assert store.add(events[::-1], _columns, None) == 0
+    assert store.counts() == {"events": 2000, "requests": 1000, "rows": 1000}
+    assert store.window("churn", "1", 2) == [{"a": 998.0, "b": 998.0}, {"a": 999.0, "b": 999.0}]
