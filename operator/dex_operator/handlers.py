@@ -20,6 +20,7 @@ from typing import Any
 
 import kopf
 
+from dex import heap
 from dex_operator import (
     FINALIZER,
     GROUP,
@@ -89,6 +90,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
     kubeapi.client()  # logs in now: bad credentials stop the operator at startup
     REQUEUE.start(asyncio.get_running_loop(), settings.execution.executor)
+    heap.freeze()  # imports and clients are in: full collections walk only the objects
 
 
 @kopf.on.login()
