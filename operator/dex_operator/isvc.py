@@ -413,17 +413,23 @@ def observe_variants(
 ) -> tuple[Observed, InferenceServiceStatus | None]:
     """Standard mode: each version's InferenceService says whether it is Ready (KServe's
     Ready condition: its Deployments are available; not ``observedGeneration``, which KServe
-    copies from a Deployment), the route says which weights the Gateway applied."""
+    copies from a Deployment), the route says which weights the Gateway applied.
+
+    The mirror's ``ready`` is whether the stable version serves at the mirror's ``url`` (the
+    route's): its InferenceService Ready and the route accepted by the Gateway, as KServe's
+    own Ready includes its ingress. So a version that comes up before the Gateway takes its
+    route is reported once, serving, not once per half (a status write each)."""
     if plan is None:
         return Observed(), None
     stable = isvcs.get(isvc_name(name, plan.stable, "Standard"))
     canary = isvcs.get(isvc_name(name, plan.canary, "Standard")) if plan.canary else None
     applied = route.applied(route_obj, parent)
+    stable_ready = stable is not None and _ready(stable.get("status") or {})
     mirror = InferenceServiceStatus(
         name=isvc_name(name, plan.stable, "Standard"),
         url=route_url(route_obj),
         deployment_mode="Standard",
-        ready=stable is not None and _ready(stable.get("status") or {}),
+        ready=stable_ready and route.accepted(route_obj, parent),
         stable_revision=isvc_name(name, plan.stable, "Standard"),
         canary_revision=isvc_name(name, plan.canary, "Standard") if plan.canary else None,
         traffic=route.traffic(route_obj) if applied else [],
@@ -436,7 +442,7 @@ def observe_variants(
         Observed(
             exists=stable is not None,
             current=applied,
-            stable_ready=mirror.ready,
+            stable_ready=stable_ready,
             canary_ready=canary is not None and _ready(canary.get("status") or {}),
             canary_traffic=canary_traffic,
         ),

@@ -100,24 +100,33 @@ def render(
 
 def applied(route: dict[str, Any] | None, parent: ParentRef) -> bool:
     """Whether the Gateway's controller accepted the route's current spec."""
-    if route is None:
-        return False
-    generation = route.get("metadata", {}).get("generation")
-    for entry in (route.get("status") or {}).get("parents") or []:
+    generation = (route or {}).get("metadata", {}).get("generation")
+    return generation is not None and generation in _accepted_at(route, parent)
+
+
+def accepted(route: dict[str, Any] | None, parent: ParentRef) -> bool:
+    """Whether the Gateway's controller accepted the route at all: at its current spec or an
+    earlier one, which the Gateway serves until it takes the new one."""
+    return bool(_accepted_at(route, parent))
+
+
+def _accepted_at(route: dict[str, Any] | None, parent: ParentRef) -> list[Any]:
+    """The generations ``parent``'s controller reports the route Accepted at (None where
+    it names none)."""
+    out: list[Any] = []
+    for entry in ((route or {}).get("status") or {}).get("parents") or []:
         ref = entry.get("parentRef") or {}
         if ref.get("name") != parent.name or ref.get("namespace", "") not in (
             parent.namespace,
             "",
         ):
             continue
-        for cond in entry.get("conditions") or []:
-            if (
-                cond.get("type") == "Accepted"
-                and cond.get("status") == "True"
-                and cond.get("observedGeneration") == generation
-            ):
-                return True
-    return False
+        out.extend(
+            cond.get("observedGeneration")
+            for cond in entry.get("conditions") or []
+            if cond.get("type") == "Accepted" and cond.get("status") == "True"
+        )
+    return out
 
 
 def weights(route: dict[str, Any] | None) -> dict[str, int]:

@@ -456,7 +456,11 @@ class InferenceServiceStatus(CrdModel):
     name: str = Field(description="InferenceService name.")
     url: str | None = Field(default=None, description="InferenceService URL.")
     deployment_mode: str | None = Field(default=None, description="Knative or Standard.")
-    ready: bool = Field(default=False, description="InferenceService Ready condition.")
+    ready: bool = Field(
+        default=False,
+        description="Serves at url: the InferenceService's Ready condition and, in Standard "
+        "mode, the route accepted by the Gateway.",
+    )
     stable_revision: str | None = Field(default=None, description="Revision/variant at 100-w%.")
     canary_revision: str | None = Field(default=None, description="Canary revision/variant.")
     traffic: list[TrafficTarget] = Field(default_factory=list, description="Observed split.")

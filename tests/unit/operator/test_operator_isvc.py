@@ -410,6 +410,29 @@ def test_observe_variants_a_weight_is_not_applied_until_the_gateway_accepts_it()
     assert not other_gateway.current
 
 
+@pytest.mark.parametrize(
+    ("version_ready", "accepted_generation", "serves"),
+    [
+        (True, 3, True),
+        (True, 2, True),  # the Gateway serves the route at an older spec meanwhile
+        (True, None, False),  # up, but the Gateway has not taken the route: nothing serves
+        (False, 3, False),
+    ],
+)
+def test_observe_variants_mirror_is_ready_when_the_stable_version_serves_at_the_url(
+    version_ready: bool, accepted_generation: int | None, serves: bool
+) -> None:
+    isvcs = {"churn-v1": _version("churn-v1", version_ready)}
+    observed, mirror = isvc.observe_variants(
+        "churn", isvcs, _route([("churn-v1", 100)], accepted_generation), Plan(V1), GATEWAY
+    )
+    assert mirror is not None
+    assert mirror.ready is serves
+    # The engine still reads the InferenceService and the route apart.
+    assert observed.stable_ready is version_ready
+    assert observed.current is (accepted_generation == 3)
+
+
 def test_observe_missing() -> None:
     observed, mirror = isvc.observe(None, "Knative", None)
     assert not observed.exists

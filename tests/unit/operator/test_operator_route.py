@@ -76,23 +76,36 @@ def status(generation: int, accepted: str = "True", name: str = "dex-gateway") -
 
 
 @pytest.mark.parametrize(
-    ("route_status", "applied"),
+    ("route_status", "applied", "accepted"),
     [
-        (status(4), True),
-        (status(3), False),  # accepted an older spec: this weight is not applied yet
-        (status(4, accepted="False"), False),
-        (status(4, name="other"), False),
-        ({}, False),
+        (status(4), True, True),
+        # Accepted an older spec: this weight is not applied yet, the route still serves.
+        (status(3), False, True),
+        (status(4, accepted="False"), False, False),
+        (status(4, name="other"), False, False),
+        ({}, False, False),
     ],
 )
-def test_applied_needs_acceptance_of_the_current_generation(
-    route_status: dict[str, Any], applied: bool
+def test_applied_needs_acceptance_of_the_current_generation_accepted_of_any(
+    route_status: dict[str, Any], applied: bool, accepted: bool
 ) -> None:
     obj = render(Plan(V1, V2, 10), ["churn-v1", "churn-v2"])
     obj["metadata"]["generation"] = 4
     obj["status"] = route_status
     assert route.applied(obj, GATEWAY) is applied
+    assert route.accepted(obj, GATEWAY) is accepted
     assert not route.applied(None, GATEWAY)
+    assert not route.accepted(None, GATEWAY)
+
+
+def test_accepted_without_an_observed_generation_is_accepted_not_applied() -> None:
+    # observedGeneration is optional in a Gateway API condition.
+    obj = render(Plan(V1), ["churn-v1"])
+    obj["metadata"]["generation"] = 1
+    obj["status"] = status(1)
+    del obj["status"]["parents"][0]["conditions"][0]["observedGeneration"]
+    assert route.accepted(obj, GATEWAY)
+    assert not route.applied(obj, GATEWAY)
 
 
 def test_parent_ref_parses_namespace_and_name() -> None:
