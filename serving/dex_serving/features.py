@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from typeguard import suppress_type_checks
+
 from dex.contract import FeatureContract
 from dex.features import feature_refs
 from dex_serving import logs
@@ -98,11 +100,16 @@ class OnlineFeatures:
         """
         key = self.contract.entity_key
         rows = batch.entity_rows(key)
-        online = self.store.get_online_features(
-            features=self.contract.feature_refs,
-            entity_rows=rows,
-            full_feature_names=self.full_names,
-        ).to_dict()
+        # Feast decorates its on-demand feature views with typeguard's @typechecked, which
+        # re-checks Feast's own argument and return types on every read: 0.06-0.1 ms of a
+        # 0.45 ms one-entity read, measured. The values are checked below, against the
+        # contract; Feast's internal annotations are its developers' concern, not a request's.
+        with suppress_type_checks():
+            online = self.store.get_online_features(
+                features=self.contract.feature_refs,
+                entity_rows=rows,
+                full_feature_names=self.full_names,
+            ).to_dict()
         unknown = [
             k
             for i, k in enumerate(batch.keys)
