@@ -29,13 +29,14 @@ MAX_MESSAGE = 1024
 _INSTANCE = socket.gethostname()  # the pod's name, in a cluster
 
 
-def post(obj: Mapping[str, Any], type: EventType, reason: str, message: str) -> None:
+def render(obj: Mapping[str, Any], type: EventType, reason: str, message: str) -> dict[str, Any]:
+    """The Event about ``obj``, as client-go's recorder shapes it."""
     meta = obj["metadata"]
     namespace = meta.get("namespace") or "default"
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 3] + "..."
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {
+    return {
         "metadata": {
             # client-go's name: the object's, then the time in nanoseconds, in hex.
             "name": f"{meta['name']}.{time.time_ns():x}",
@@ -58,7 +59,12 @@ def post(obj: Mapping[str, Any], type: EventType, reason: str, message: str) -> 
         "lastTimestamp": now,
         "count": 1,
     }
+
+
+def post(obj: Mapping[str, Any], type: EventType, reason: str, message: str) -> None:
+    body = render(obj, type, reason, message)
+    namespace, name = body["metadata"]["namespace"], body["involvedObject"]["name"]
     try:
         kubeapi.client().request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
     except (kubeapi.ApiError, OSError, http.client.HTTPException) as exc:
-        log.warning("event %s on %s/%s not posted: %s", reason, namespace, meta["name"], exc)
+        log.warning("event %s on %s/%s not posted: %s", reason, namespace, name, exc)
