@@ -65,7 +65,7 @@ def _pem(value: str | bytes) -> bytes:
     return base64.b64decode(value)
 
 
-def _ssl_context(info: kopf.ConnectionInfo, secrets: Path) -> ssl.SSLContext:
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
     if info.insecure:  # kubeconfig's insecure-skip-tls-verify
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -76,15 +76,19 @@ def _ssl_context(info: kopf.ConnectionInfo, secrets: Path) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=os.fsdecode(info.ca_path))
     else:
         context = ssl.create_default_context()
-    cert, key = info.certificate_path, info.private_key_path
-    if info.certificate_data:  # ssl loads a client certificate from files only
-        cert = secrets / "client.crt"
-        cert.write_bytes(_pem(info.certificate_data))
-    if info.private_key_data:
-        key = secrets / "client.key"
-        key.write_bytes(_pem(info.private_key_data))
-    if cert:
-        context.load_cert_chain(os.fsdecode(cert), os.fsdecode(key) if key else None)
+    # ssl loads a client certificate from files only. Inline ones are written for the load
+    # and no longer: the context holds the key in memory, and a process that is killed
+    # (SIGKILL, the OOM killer) leaves no private key behind in /tmp.
+    with tempfile.TemporaryDirectory(prefix="dex-operator-") as private:  # 0700
+        cert, key = info.certificate_path, info.private_key_path
+        if info.certificate_data:
+            cert = Path(private) / "client.crt"
+            cert.write_bytes(_pem(info.certificate_data))
+        if info.private_key_data:
+            key = Path(private) / "client.key"
+            key.write_bytes(_pem(info.private_key_data))
+        if cert:
+            context.load_cert_chain(os.fsdecode(cert), os.fsdecode(key) if key else None)
     return context
 
 
@@ -118,8 +122,6 @@ class Client:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._local = threading.local()
-        # Private (0700) directory for a client key kubeconfig carries inline; gone at exit.
-        self._secrets = tempfile.TemporaryDirectory(prefix="dex-operator-")
         self._endpoint = self._login()
 
     def _login(self) -> _Endpoint:
@@ -136,7 +138,7 @@ class Client:
             host=url.hostname or "localhost",
             port=url.port or (443 if tls else 80),
             prefix=url.path.rstrip("/"),
-            tls=_ssl_context(info, Path(self._secrets.name)) if tls else None,
+            tls=_ssl_context(info) if tls else None,
             headers=headers,
         )
 

@@ -5,7 +5,10 @@ tests run it against a real API server."""
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +19,7 @@ import pytest
 import yaml
 
 from dex_operator import kubeapi
+from dex_testing.devcluster.pki import generate_pki
 
 
 def test_in_a_pod_it_logs_in_as_the_service_account_by_the_services_address(
@@ -125,3 +129,77 @@ def test_a_refusal_carries_the_api_servers_status_and_body(kubeconfig: Path) -> 
         client.request("GET", "/missing/thing")
     assert missing.value.status == 404
     assert json.loads(missing.value.body)["message"] == "gone"
+
+
+class WhoAmI(BaseHTTPRequestHandler):
+    """Answers with the common name of the client certificate the TLS handshake verified."""
+
+    def do_GET(self) -> None:
+        peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+        subject = dict(pair[0] for pair in peer["subject"])
+        data = json.dumps({"cn": subject["commonName"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_inline_client_key_is_used_from_memory_and_left_on_no_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = generate_pki(tmp_path / "pki")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WhoAmI)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca.cert))
+    tls.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no handshake
+    tls.load_cert_chain(str(pki.serving.cert), str(pki.serving.key))
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def data(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "dev",
+                "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "dev"}}],
+                "clusters": [
+                    {
+                        "name": "dev",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{server.server_address[1]}",
+                            "certificate-authority-data": data(pki.ca.cert),
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "dev",
+                        "user": {
+                            "client-certificate-data": data(pki.admin.cert),
+                            "client-key-data": data(pki.admin.key),
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    try:
+        client = kubeapi.Client(timeout=5)
+        assert list(scratch.iterdir()) == []  # the key was written for the load only
+        assert client.request("GET", "/whoami") == {"cn": "dex-admin"}
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
