@@ -11,7 +11,9 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +105,29 @@ def _stdout_to(path: Path) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _steps_tmpdir(root: Path) -> Iterator[None]:
+    """The steps' temporary files go in a folder of this run, removed with it. KFP's
+    lightweight components write their source to ``mktemp -d`` before running it and never
+    remove it (in a pod, /tmp goes with the pod); on this machine, each step left one
+    folder in /tmp. Steps inherit TMPDIR from this process's environment."""
+    # This process's own temporary folder is fixed first: Python reads TMPDIR once, at the
+    # first call, which must not find the run's folder (removed after it).
+    tempfile.gettempdir()
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="run-", dir=root)
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = scratch
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run_local(
     name: str,
     parameters: dict[str, Any],
@@ -137,30 +162,31 @@ def run_local(
         except BaseException as exc:  # reported to the caller's thread below
             outcome["exception"] = exc
 
-    started = time.monotonic()
-    worker = threading.Thread(target=work, name=f"kfp-local-{name}", daemon=True)
-    worker.start()
-    offset = 0
-    while True:
-        alive = worker.is_alive()
-        if log_path.exists():
-            with log_path.open() as fh:
-                fh.seek(offset)
-                chunk = fh.read()
-                offset = fh.tell()
-            for line in _ANSI.sub("", chunk).splitlines():
-                if m := _STARTED.search(line):
-                    step = steps.setdefault(m.group(1), StepProgress(m.group(1)))
-                    step.state, step.started = "running", time.monotonic()
-                elif m := _FINISHED.search(line):
-                    step = steps.setdefault(m.group(1), StepProgress(m.group(1)))
-                    step.finished = time.monotonic()
-                    step.state = "succeeded" if m.group(2).upper() == "SUCCESS" else "failed"
-        if on_progress:
-            on_progress(list(steps.values()))
-        if not alive:
-            break
-        worker.join(poll_s)
+    with _steps_tmpdir(settings.state / "tmp"):
+        started = time.monotonic()
+        worker = threading.Thread(target=work, name=f"kfp-local-{name}", daemon=True)
+        worker.start()
+        offset = 0
+        while True:
+            alive = worker.is_alive()
+            if log_path.exists():
+                with log_path.open() as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                    offset = fh.tell()
+                for line in _ANSI.sub("", chunk).splitlines():
+                    if m := _STARTED.search(line):
+                        step = steps.setdefault(m.group(1), StepProgress(m.group(1)))
+                        step.state, step.started = "running", time.monotonic()
+                    elif m := _FINISHED.search(line):
+                        step = steps.setdefault(m.group(1), StepProgress(m.group(1)))
+                        step.finished = time.monotonic()
+                        step.state = "succeeded" if m.group(2).upper() == "SUCCESS" else "failed"
+            if on_progress:
+                on_progress(list(steps.values()))
+            if not alive:
+                break
+            worker.join(poll_s)
 
     failed = "exception" in outcome or any(s.state == "failed" for s in steps.values())
     error = None

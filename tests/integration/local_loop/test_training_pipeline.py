@@ -134,9 +134,17 @@ def write_labels(state: LocalState, frame: pd.DataFrame, name: str) -> str:
     ],
 )
 def test_bad_input_fails_clearly_and_registers_nothing(
-    local_state: LocalState, case: str, expected: str
+    local_state: LocalState,
+    case: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-
+    # The steps' temporary files (KFP writes each step's source to `mktemp -d`) stay in
+    # the run's own folder, even when it fails: none reaches the caller's TMPDIR.
+    callers_tmp = tmp_path / "tmp"
+    callers_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(callers_tmp))
     client = local_state.client()
     before = len(client.search_model_versions(f"name='{local_state.settings.registered_model}'"))
     labels = pd.read_parquet(local_state.settings.data_dir / "churn_labels.parquet").head(200)
@@ -174,5 +182,7 @@ def test_bad_input_fails_clearly_and_registers_nothing(
     # Refused before tuning: the steps after validation never started.
     started = {s.name for s in failed.value.result.steps if s.state != "pending"}
     assert not started & {"tune", "train-model"}, started
+    assert list(callers_tmp.iterdir()) == []
+    assert list((local_state.settings.state / "tmp").iterdir()) == []
     after = len(client.search_model_versions(f"name='{local_state.settings.registered_model}'"))
     assert after == before
