@@ -14,6 +14,7 @@ import base64
 import itertools
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,6 +84,9 @@ class Browser(Started):
             "chromium",
             [str(chromium), *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
             log=self.work / "chromium.log",
+            # Chromium's singleton socket folder goes in TMPDIR and outlives a stopped
+            # browser; in the work folder, it goes with it.
+            env={**os.environ, "TMPDIR": str(self.work)},
         )
         active = Path(self._profile) / "DevToolsActivePort"
         port = self.child.wait_ready(

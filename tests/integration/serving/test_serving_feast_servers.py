@@ -31,7 +31,9 @@ def remote_transformer(
     logs = tmp_path_factory.mktemp("feast-servers")
     online, registry, port = free_ports(3)
     repo = str(world.feature_repo)
-    servers_env = {**os.environ, **world.env}
+    # TMPDIR: `feast serve` keeps its Prometheus files in a mkdtemp folder it never removes
+    # when stopped; in the test's folder, they go with it.
+    servers_env = {**os.environ, **world.env, "TMPDIR": str(logs)}
     children = []
     try:
         server = Child(
