@@ -131,21 +131,13 @@ def test_a_refusal_carries_the_api_servers_status_and_body(kubeconfig: Path) -> 
     assert json.loads(missing.value.body)["message"] == "gone"
 
 
-class WhoAmI(BaseHTTPRequestHandler):
+class WhoAmI(Api):
     """Answers with the common name of the client certificate the TLS handshake verified."""
 
     def do_GET(self) -> None:
         peer = self.connection.getpeercert()  # type: ignore[attr-defined]
         subject = dict(pair[0] for pair in peer["subject"])
-        data = json.dumps({"cn": subject["commonName"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self._send(200, {"cn": subject["commonName"]})
 
 
 def test_an_inline_client_key_is_used_from_memory_and_left_on_no_disk(
